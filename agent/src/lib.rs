@@ -1,0 +1,1 @@
+//! The Ginger node agent: wires the BGP speaker to its datastore, health, metrics and CLI.

@@ -1,0 +1,14 @@
+//! Ginger's embedded BGP-4 speaker.
+//!
+//! Layout (one concern per module):
+//! - `types`: address families, AS paths, path attributes (pure data).
+//! - `packet`: the wire format, Ginger's guard around `zettabgp` (decode never panics).
+//! - `config`: the declarative configuration the agent hands over, and its diff.
+//! - `status`: snapshots and best-path change events for the agent, CLI and metrics.
+//!
+//! Must not: touch the kernel FIB, Kubernetes or files; the agent wires those.
+
+pub mod config;
+pub mod packet;
+pub mod status;
+pub mod types;

@@ -1,0 +1,1 @@
+//! Test harness: network namespaces, veth links, real BGP daemons and Ginger processes.

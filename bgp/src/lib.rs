@@ -4,11 +4,17 @@
 //! - `types`: address families, AS paths, path attributes (pure data).
 //! - `packet`: the wire format, Ginger's guard around `zettabgp` (decode never panics).
 //! - `config`: the declarative configuration the agent hands over, and its diff.
+//! - `rib`: Loc-RIB (holding every received path), decision process, Adj-RIB-Out.
+//! - `policy`: import/export rules (loops, reflection, next hop, Calico's export filter).
+//! - `intern`: shared attribute sets.
 //! - `status`: snapshots and best-path change events for the agent, CLI and metrics.
 //!
 //! Must not: touch the kernel FIB, Kubernetes or files; the agent wires those.
 
 pub mod config;
+pub mod intern;
 pub mod packet;
+pub mod policy;
+pub mod rib;
 pub mod status;
 pub mod types;

@@ -253,7 +253,10 @@ mod tests {
         let n = Notification::cease(cease::ADMINISTRATIVE_SHUTDOWN);
         assert_eq!(n.to_string(), "Cease/Administrative Shutdown (6/2)");
         let n = Notification::new(code::UPDATE_MESSAGE, update::MALFORMED_AS_PATH, vec![1, 2]);
-        assert_eq!(n.to_string(), "UPDATE Message Error/Malformed AS_PATH (3/11) data 0102");
+        assert_eq!(
+            n.to_string(),
+            "UPDATE Message Error/Malformed AS_PATH (3/11) data 0102"
+        );
         let n = Notification::new(code::CEASE, 2, b"\x05maint".to_vec());
         assert_eq!(n.shutdown_text().as_deref(), Some("maint"));
         assert!(n.to_string().ends_with(": \"maint\""));

@@ -249,13 +249,14 @@ impl SpeakerConfig {
                     p.hold_time
                 ));
             }
-            if let Some(k) = p.keepalive_time {
-                if p.hold_time != 0 && k >= p.hold_time {
-                    problems.push(format!(
-                        "peer {key}: keepalive_time {k} must be below hold_time {}",
-                        p.hold_time
-                    ));
-                }
+            if let Some(k) = p.keepalive_time
+                && p.hold_time != 0
+                && k >= p.hold_time
+            {
+                problems.push(format!(
+                    "peer {key}: keepalive_time {k} must be below hold_time {}",
+                    p.hold_time
+                ));
             }
             if p.port == 0 {
                 problems.push(format!("peer {key}: port 0 is not valid"));
@@ -269,7 +270,9 @@ impl SpeakerConfig {
                 ));
             }
             if p.rr_client && p.remote_asn != p.local_asn.unwrap_or(self.local_asn) {
-                problems.push(format!("peer {key}: rr_client is only valid for iBGP peers"));
+                problems.push(format!(
+                    "peer {key}: rr_client is only valid for iBGP peers"
+                ));
             }
         }
         if problems.is_empty() {
@@ -394,12 +397,18 @@ mod tests {
     fn calico_names() {
         let v4: IpAddr = "10.0.0.2".parse().unwrap();
         let v6: IpAddr = "fd80:24e2::2".parse().unwrap();
-        assert_eq!(PeerConfig::calico_name(PeerKind::Mesh, v4, 179), "Mesh_10_0_0_2");
+        assert_eq!(
+            PeerConfig::calico_name(PeerKind::Mesh, v4, 179),
+            "Mesh_10_0_0_2"
+        );
         assert_eq!(
             PeerConfig::calico_name(PeerKind::NodeSpecific, v4, 1179),
             "Node_10_0_0_2_port_1179"
         );
-        assert_eq!(PeerConfig::calico_name(PeerKind::Mesh, v6, 179), "Mesh_fd80_24e2__2");
+        assert_eq!(
+            PeerConfig::calico_name(PeerKind::Mesh, v6, 179),
+            "Mesh_fd80_24e2__2"
+        );
     }
 
     #[test]
@@ -426,8 +435,8 @@ mod tests {
 
     #[test]
     fn validate_names_each_bad_field() {
-        let mut c = SpeakerConfig::new("10.0.0.1".parse().unwrap(), 64512)
-            .with_peer(peer("a", "10.0.0.2"));
+        let mut c =
+            SpeakerConfig::new("10.0.0.1".parse().unwrap(), 64512).with_peer(peer("a", "10.0.0.2"));
         c.peers.get_mut("a").unwrap().hold_time = 2;
         c.peers.get_mut("a").unwrap().rr_client = true;
         let e = c.validate().unwrap_err();

@@ -389,7 +389,10 @@ mod tests {
     #[test]
     fn prepend_goes_into_leading_sequence_or_a_new_one() {
         let p = AsPath::sequence(vec![65001]).prepended(64512, 2);
-        assert_eq!(p.segments, vec![AsSegment::Sequence(vec![64512, 64512, 65001])]);
+        assert_eq!(
+            p.segments,
+            vec![AsSegment::Sequence(vec![64512, 64512, 65001])]
+        );
         let set_first = AsPath {
             segments: vec![AsSegment::Set(vec![1, 2])],
         };

@@ -10,7 +10,18 @@
 //! Data enters as `&[u8]` frames cut by [`frame_len`] and leaves as [`Message`]; outbound messages
 //! are appended to a `Vec<u8>` that the session writes to its socket.
 
+mod aspath;
+pub mod attr;
+pub mod error;
+mod header;
 pub mod notification;
+mod open;
+mod prefix;
+mod route_refresh;
+mod update;
+mod update_encode;
+mod update_walk;
+mod zetta;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -18,7 +29,14 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub use notification::Notification;
+pub use attr::ErrorAction;
+pub use error::{HeaderError, NlriField, OpenError, UpdateError};
+pub use header::frame_len;
+pub use notification::{Notification, encode_notification};
+pub use open::encode_open;
+pub use route_refresh::encode_route_refresh;
+pub use update_encode::{encode_announce, encode_end_of_rib, encode_withdraw};
+pub use zetta::zettabgp_panics_caught;
 
 use crate::types::{Asn, Family, PathAttrs};
 
@@ -244,4 +262,60 @@ impl Default for CodecParams {
             families: vec![Family::Ipv4Unicast],
         }
     }
+}
+
+/// Decode one whole message as cut by [`frame_len`] (header included).
+///
+/// `Err` is the NOTIFICATION to send before closing (RFC 4271 §6, RFC 7606 session reset).
+/// RFC 7606 treat-as-withdraw and attribute discard come back as `Ok(Message::Update(..))` with
+/// `treat_as_withdraw` / `discarded` filled in.
+pub fn decode(params: &CodecParams, frame: &[u8]) -> Result<Message, Notification> {
+    let (len, msg_type) = match header::check_header(frame, params.max_message_len)? {
+        Some(h) => h,
+        None => {
+            return Err(HeaderError::BadLength {
+                len: frame.len().min(u16::MAX as usize) as u16,
+                type_code: 0,
+                max: params.max_message_len,
+            }
+            .into());
+        }
+    };
+    if len != frame.len() {
+        // The frame does not hold exactly the message its header describes.
+        return Err(HeaderError::BadLength {
+            len: len as u16,
+            type_code: msg_type as u8,
+            max: params.max_message_len,
+        }
+        .into());
+    }
+    let body = &frame[HEADER_LEN..];
+    match msg_type {
+        MessageType::Open => Ok(Message::Open(open::decode_open(body)?)),
+        MessageType::Update => Ok(Message::Update(update::decode_update(params, body)?)),
+        MessageType::Notification => notification::decode_notification(body)
+            .map(Message::Notification)
+            .ok_or_else(|| short(msg_type, len, params)),
+        MessageType::Keepalive => Ok(Message::Keepalive),
+        MessageType::RouteRefresh => route_refresh::decode_route_refresh(body)
+            .map(Message::RouteRefresh)
+            .ok_or_else(|| short(msg_type, len, params)),
+    }
+}
+
+/// A Bad Message Length error for a body the header check should already have sized.
+fn short(msg_type: MessageType, len: usize, params: &CodecParams) -> Notification {
+    HeaderError::BadLength {
+        len: len as u16,
+        type_code: msg_type as u8,
+        max: params.max_message_len,
+    }
+    .into()
+}
+
+/// Append a KEEPALIVE (RFC 4271 §4.4: the header alone).
+pub fn encode_keepalive(out: &mut Vec<u8>) {
+    let start = header::begin_message(out, MessageType::Keepalive);
+    header::finish_message(out, start);
 }

@@ -1,11 +1,15 @@
 //! NOTIFICATION messages (RFC 4271 §4.5, §6): codes, subcodes, their names, and the full data
 //! field (zettabgp keeps only two bytes of it, so Ginger encodes and decodes this message itself).
 //!
-//! Owns: the `Notification` value and its human-readable name. Must not: decide when to send one.
+//! Owns: the `Notification` value, its human-readable name and its wire form. Must not: decide
+//! when to send one.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use super::header::{begin_message, finish_message};
+use super::{HEADER_LEN, MAX_MESSAGE_LEN, MessageType};
 
 /// Error codes (RFC 4271 §4.5, RFC 4486, RFC 7313).
 pub mod code {
@@ -244,9 +248,45 @@ impl fmt::Display for Notification {
     }
 }
 
+/// Decode a NOTIFICATION body (without the header): code, subcode, and all remaining bytes as
+/// data. The header check has guaranteed at least the two fixed octets.
+pub(crate) fn decode_notification(body: &[u8]) -> Option<Notification> {
+    let [code, subcode, data @ ..] = body else {
+        return None;
+    };
+    Some(Notification::new(*code, *subcode, data.to_vec()))
+}
+
+/// Append a whole NOTIFICATION with its full data field (zettabgp would keep two bytes of it).
+/// Data beyond what a 4096-byte message holds is cut off.
+pub fn encode_notification(n: &Notification, out: &mut Vec<u8>) {
+    let room = MAX_MESSAGE_LEN - HEADER_LEN - 2;
+    let start = begin_message(out, MessageType::Notification);
+    out.extend_from_slice(&[n.code, n.subcode]);
+    out.extend_from_slice(&n.data[..n.data.len().min(room)]);
+    finish_message(out, start);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_form_keeps_the_whole_data_field() {
+        let text = "maintenance window: back at 14:00 UTC";
+        let mut data = vec![text.len() as u8];
+        data.extend_from_slice(text.as_bytes());
+        let n = Notification::new(code::CEASE, cease::ADMINISTRATIVE_SHUTDOWN, data);
+        let mut out = Vec::new();
+        encode_notification(&n, &mut out);
+        assert_eq!(out.len(), HEADER_LEN + 2 + 1 + text.len());
+        assert_eq!(u16::from_be_bytes([out[16], out[17]]) as usize, out.len());
+        assert_eq!(decode_notification(&out[HEADER_LEN..]), Some(n));
+        let huge = Notification::new(code::UPDATE_MESSAGE, 1, vec![7; 10_000]);
+        out.clear();
+        encode_notification(&huge, &mut out);
+        assert_eq!(out.len(), MAX_MESSAGE_LEN);
+    }
 
     #[test]
     fn names_and_display() {

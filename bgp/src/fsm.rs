@@ -398,7 +398,9 @@ impl PeerFsm {
         // RFC 4271 §8.2.2 Connect, event 18: restart ConnectRetry, go to Active.
         self.attempt = Attempt::Retrying;
         self.arm(Timer::ConnectRetry, self.cfg.connect_retry, out);
-        self.record_error(&DownReason::Socket(text));
+        if self.conns.iter().all(Option::is_none) {
+            self.last_error = Some(DownReason::Socket(text).to_string());
+        }
     }
 
     fn on_accepted(&mut self, out: &mut Vec<Output>) {
@@ -611,7 +613,7 @@ impl PeerFsm {
         self.drop_conn(c, true, out);
     }
 
-    /// Connection `c` is lost through an error: report a lost session, record the error, and
+    /// Connection `c` is lost through an error: report a lost session, and record the error and
     /// back off when the peer has nothing else left.
     fn conn_failed(&mut self, c: ConnId, reason: DownReason, close: bool, out: &mut Vec<Output>) {
         let was_established = matches!(self.conn(c), Some(ConnState::Established(_)));
@@ -622,8 +624,11 @@ impl PeerFsm {
                 reason: reason.clone(),
             });
         }
-        self.record_error(&reason);
         let alive = self.conns.iter().any(Option::is_some) || self.attempt != Attempt::None;
+        // Only what leaves the peer down is its last error, not a spare connection's end.
+        if was_established || !alive {
+            self.last_error = Some(reason.to_string());
+        }
         if self.running && !alive {
             self.back_off(out);
         }
@@ -658,13 +663,6 @@ impl PeerFsm {
             .map(|n| n.hold_time);
         if let Some(hold) = hold.filter(|&h| h > 0) {
             self.arm(Timer::Hold(c), secs(hold), out);
-        }
-    }
-
-    /// Errors on a secondary connection while a session is up do not replace the last error.
-    fn record_error(&mut self, reason: &DownReason) {
-        if self.established_conn().is_none() {
-            self.last_error = Some(reason.to_string());
         }
     }
 
@@ -713,4 +711,1243 @@ fn route_refresh_wanted(n: &Negotiated, rr: &RouteRefreshMsg) -> bool {
 
 fn secs(s: u16) -> Duration {
     Duration::from_secs(u64::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::packet::notification::{code, update};
+    use crate::packet::{AfiSafi, Capability, UpdateMsg};
+    use crate::types::Family;
+
+    const LOCAL_ID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const LOCAL_AS: Asn = 64512;
+    const PEER_AS: Asn = 65001;
+    /// Higher than ours: the peer is dominant, its connection (In) wins collisions.
+    const PEER_ID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    /// Lower than ours: we are dominant, our connection (Out) wins collisions.
+    const LOW_PEER_ID: Ipv4Addr = Ipv4Addr::new(9, 0, 0, 1);
+
+    use ConnId::{In, Out};
+    use SessionState::{Active, Connect, Established, Idle, OpenConfirm, OpenSent};
+
+    fn cfg(passive: bool) -> FsmConfig {
+        FsmConfig {
+            local: LocalOpen::new(LOCAL_AS, LOCAL_ID, 90, vec![Family::Ipv4Unicast]),
+            peer_asn: PEER_AS,
+            passive,
+            connect_retry: Duration::from_secs(5),
+            keepalive: None,
+            idle_hold: Duration::from_secs(5),
+        }
+    }
+
+    fn peer_open_with(id: Ipv4Addr, hold: u16) -> OpenMsg {
+        OpenMsg {
+            version: 4,
+            my_as: PEER_AS as u16,
+            hold_time: hold,
+            bgp_id: id,
+            capabilities: vec![
+                Capability::MultiProtocol(AfiSafi::of(Family::Ipv4Unicast)),
+                Capability::RouteRefresh,
+                Capability::FourOctetAs(PEER_AS),
+            ],
+        }
+    }
+
+    fn peer_open(id: Ipv4Addr) -> Message {
+        Message::Open(peer_open_with(id, 90))
+    }
+
+    fn negotiated(id: Ipv4Addr) -> Negotiated {
+        negotiate(&cfg(false).local, PEER_AS, None, &peer_open_with(id, 90)).unwrap()
+    }
+
+    fn our_open() -> Message {
+        Message::Open(cfg(false).local.to_open())
+    }
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn start(t: Timer, d: Duration) -> Output {
+        Output::StartTimer(t, d)
+    }
+
+    fn stop(t: Timer) -> Output {
+        Output::StopTimer(t)
+    }
+
+    fn send(c: ConnId, m: Message) -> Output {
+        Output::Send(c, m)
+    }
+
+    fn notify(c: ConnId, n: Notification) -> Output {
+        Output::Send(c, Message::Notification(n))
+    }
+
+    fn changed(from: SessionState, to: SessionState) -> Output {
+        Output::StateChanged { from, to }
+    }
+
+    fn down(reason: DownReason) -> Output {
+        Output::SessionDown { reason }
+    }
+
+    fn collision() -> Notification {
+        Notification::cease(cease::CONNECTION_COLLISION_RESOLUTION)
+    }
+
+    fn admin_shutdown() -> Notification {
+        Notification::cease(cease::ADMINISTRATIVE_SHUTDOWN)
+    }
+
+    fn update() -> Message {
+        Message::Update(UpdateMsg::default())
+    }
+
+    fn rr(family: Family, subtype: u8) -> RouteRefreshMsg {
+        RouteRefreshMsg {
+            afi_safi: AfiSafi::of(family),
+            subtype,
+        }
+    }
+
+    /// Canned starting points, each reached through real inputs.
+    #[derive(Clone, Copy, Debug)]
+    enum Setup {
+        Stopped,
+        StoppedPassive,
+        Connect,
+        Active,
+        Passive,
+        OpenSentOut,
+        OpenConfirmOut,
+        EstablishedOut,
+        OpenSentIn,
+        ConnectWithIn,
+        Backoff,
+        BackoffPassive,
+    }
+
+    fn fsm_in(setup: Setup) -> PeerFsm {
+        use Input::*;
+        let (passive, inputs, expect) = match setup {
+            Setup::Stopped => (false, vec![], Idle),
+            Setup::StoppedPassive => (true, vec![], Idle),
+            Setup::Connect => (false, vec![Start], Connect),
+            Setup::Active => (
+                false,
+                vec![Start, ConnectFailed("Connection refused".into())],
+                Active,
+            ),
+            Setup::Passive => (true, vec![Start], Active),
+            Setup::OpenSentOut => (false, vec![Start, ConnectSucceeded], OpenSent),
+            Setup::OpenConfirmOut => (
+                false,
+                vec![Start, ConnectSucceeded, Message(Out, peer_open(PEER_ID))],
+                OpenConfirm,
+            ),
+            Setup::EstablishedOut => (
+                false,
+                vec![
+                    Start,
+                    ConnectSucceeded,
+                    Message(Out, peer_open(PEER_ID)),
+                    Message(Out, crate::packet::Message::Keepalive),
+                ],
+                Established,
+            ),
+            Setup::OpenSentIn => (true, vec![Start, Accepted], OpenSent),
+            Setup::ConnectWithIn => (false, vec![Start, Accepted], OpenSent),
+            Setup::Backoff => (
+                false,
+                vec![
+                    Start,
+                    ConnectSucceeded,
+                    Closed(Out, "Connection reset by peer".into()),
+                ],
+                Idle,
+            ),
+            Setup::BackoffPassive => (
+                true,
+                vec![
+                    Start,
+                    Accepted,
+                    Closed(In, "Connection reset by peer".into()),
+                ],
+                Idle,
+            ),
+        };
+        let mut f = PeerFsm::new(cfg(passive));
+        for i in inputs {
+            f.process(i);
+        }
+        assert_eq!(f.state(), expect, "setup {setup:?}");
+        f
+    }
+
+    struct Row {
+        arm: &'static str,
+        setup: Setup,
+        input: Input,
+        state: SessionState,
+        outputs: Vec<Output>,
+    }
+
+    fn row(
+        arm: &'static str,
+        setup: Setup,
+        input: Input,
+        state: SessionState,
+        outputs: Vec<Output>,
+    ) -> Row {
+        Row {
+            arm,
+            setup,
+            input,
+            state,
+            outputs,
+        }
+    }
+
+    fn run_table(rows: Vec<Row>) {
+        for r in rows {
+            let mut f = fsm_in(r.setup);
+            let got = f.process(r.input.clone());
+            assert_eq!(got, r.outputs, "{}: {:?} + {:?}", r.arm, r.setup, r.input);
+            assert_eq!(f.state(), r.state, "{}: state", r.arm);
+        }
+    }
+
+    #[test]
+    fn idle_table() {
+        use Input::*;
+        run_table(vec![
+            row(
+                "§8.2.2 Idle, ManualStart (1): connect, arm ConnectRetry, Connect",
+                Setup::Stopped,
+                Start,
+                Connect,
+                vec![
+                    Output::Connect,
+                    start(Timer::ConnectRetry, s(5)),
+                    changed(Idle, Connect),
+                ],
+            ),
+            row(
+                "§8.2.2 Idle, ManualStart_with_PassiveTcpEstablishment (4): Active",
+                Setup::StoppedPassive,
+                Start,
+                Active,
+                vec![changed(Idle, Active)],
+            ),
+            row(
+                "§8.2.2 Idle (stopped): incoming connections are refused",
+                Setup::Stopped,
+                Accepted,
+                Idle,
+                vec![Output::Reject],
+            ),
+            row(
+                "Idle (stopped): a stray outgoing connection is closed",
+                Setup::Stopped,
+                ConnectSucceeded,
+                Idle,
+                vec![Output::Close(Out)],
+            ),
+            row(
+                "§8.2.2 Idle, ManualStop (2): ignored",
+                Setup::Stopped,
+                Stop(admin_shutdown()),
+                Idle,
+                vec![],
+            ),
+            row(
+                "§8.2.2 Idle, other events: ignored (timer)",
+                Setup::Stopped,
+                TimerExpired(Timer::Hold(Out)),
+                Idle,
+                vec![],
+            ),
+            row(
+                "§8.2.2 Idle, other events: ignored (message)",
+                Setup::Stopped,
+                Message(In, crate::packet::Message::Keepalive),
+                Idle,
+                vec![],
+            ),
+            row(
+                "Idle after an error, IdleHold expiry (AutomaticStart, 3): connect",
+                Setup::Backoff,
+                TimerExpired(Timer::IdleHold),
+                Connect,
+                vec![
+                    Output::Connect,
+                    start(Timer::ConnectRetry, s(5)),
+                    changed(Idle, Connect),
+                ],
+            ),
+            row(
+                "Idle after an error, passive: IdleHold expiry → Active",
+                Setup::BackoffPassive,
+                TimerExpired(Timer::IdleHold),
+                Active,
+                vec![changed(Idle, Active)],
+            ),
+            row(
+                "Idle after an error (not stopped): an incoming connection is accepted",
+                Setup::Backoff,
+                Accepted,
+                OpenSent,
+                vec![
+                    send(In, our_open()),
+                    start(Timer::Hold(In), OPEN_SENT_HOLD_TIME),
+                    changed(Idle, OpenSent),
+                ],
+            ),
+            row(
+                "Idle after an error: Start does not cut the back-off short",
+                Setup::Backoff,
+                Start,
+                Idle,
+                vec![],
+            ),
+            row(
+                "Idle after an error: Stop cancels the back-off",
+                Setup::Backoff,
+                Stop(admin_shutdown()),
+                Idle,
+                vec![stop(Timer::IdleHold)],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn connect_and_active_table() {
+        use Input::*;
+        run_table(vec![
+            row(
+                "§8.2.2 Connect, Tcp_CR_Acked (16): stop ConnectRetry, send OPEN, hold 4 min",
+                Setup::Connect,
+                ConnectSucceeded,
+                OpenSent,
+                vec![
+                    stop(Timer::ConnectRetry),
+                    send(Out, our_open()),
+                    start(Timer::Hold(Out), OPEN_SENT_HOLD_TIME),
+                    changed(Connect, OpenSent),
+                ],
+            ),
+            row(
+                "§8.2.2 Connect, TcpConnectionFails (18): restart ConnectRetry, Active",
+                Setup::Connect,
+                ConnectFailed("Connection refused".into()),
+                Active,
+                vec![start(Timer::ConnectRetry, s(5)), changed(Connect, Active)],
+            ),
+            row(
+                "Connect: a close of the attempt counts as a failed connect",
+                Setup::Connect,
+                Closed(Out, "Connection refused".into()),
+                Active,
+                vec![start(Timer::ConnectRetry, s(5)), changed(Connect, Active)],
+            ),
+            row(
+                "§8.2.2 Connect, ConnectRetryTimer_Expires (9): drop and reconnect",
+                Setup::Connect,
+                TimerExpired(Timer::ConnectRetry),
+                Connect,
+                vec![
+                    Output::Close(Out),
+                    Output::Connect,
+                    start(Timer::ConnectRetry, s(5)),
+                ],
+            ),
+            row(
+                "§8.2.2 Connect, TcpConnectionConfirmed (17): accept, send OPEN",
+                Setup::Connect,
+                Accepted,
+                OpenSent,
+                vec![
+                    send(In, our_open()),
+                    start(Timer::Hold(In), OPEN_SENT_HOLD_TIME),
+                    changed(Connect, OpenSent),
+                ],
+            ),
+            row(
+                "§8.2.2 Connect, ManualStop (2): drop the attempt, Idle",
+                Setup::Connect,
+                Stop(admin_shutdown()),
+                Idle,
+                vec![
+                    Output::Close(Out),
+                    stop(Timer::ConnectRetry),
+                    changed(Connect, Idle),
+                ],
+            ),
+            row(
+                "§8.2.2 Connect, ManualStart (1): ignored",
+                Setup::Connect,
+                Start,
+                Connect,
+                vec![],
+            ),
+            row(
+                "§8.2.2 Active, ConnectRetryTimer_Expires (9): connect, Connect",
+                Setup::Active,
+                TimerExpired(Timer::ConnectRetry),
+                Connect,
+                vec![
+                    Output::Connect,
+                    start(Timer::ConnectRetry, s(5)),
+                    changed(Active, Connect),
+                ],
+            ),
+            row(
+                "§8.2.2 Active, TcpConnectionConfirmed (17): accept, send OPEN",
+                Setup::Active,
+                Accepted,
+                OpenSent,
+                vec![
+                    send(In, our_open()),
+                    start(Timer::Hold(In), OPEN_SENT_HOLD_TIME),
+                    changed(Active, OpenSent),
+                ],
+            ),
+            row(
+                "§8.2.2 Active, ManualStop (2): Idle",
+                Setup::Active,
+                Stop(admin_shutdown()),
+                Idle,
+                vec![stop(Timer::ConnectRetry), changed(Active, Idle)],
+            ),
+            row(
+                "Active: a late ConnectFailed of an abandoned attempt is ignored",
+                Setup::Active,
+                ConnectFailed("Connection refused".into()),
+                Active,
+                vec![],
+            ),
+            row(
+                "Active (passive peer), TcpConnectionConfirmed (17): accept",
+                Setup::Passive,
+                Accepted,
+                OpenSent,
+                vec![
+                    send(In, our_open()),
+                    start(Timer::Hold(In), OPEN_SENT_HOLD_TIME),
+                    changed(Active, OpenSent),
+                ],
+            ),
+            row(
+                "Active (passive peer): a timer that is not armed is ignored",
+                Setup::Passive,
+                TimerExpired(Timer::ConnectRetry),
+                Active,
+                vec![],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn open_sent_table() {
+        use Input::*;
+        let bad_as = OpenMsg {
+            my_as: 65002,
+            capabilities: vec![Capability::FourOctetAs(65002)],
+            ..peer_open_with(PEER_ID, 90)
+        };
+        let n_bad_as = Notification::new(code::OPEN_MESSAGE, 2, 65002u32.to_be_bytes().to_vec());
+        let n_open_sent = Notification::fsm_error(fsm::UNEXPECTED_IN_OPEN_SENT);
+        // The common tail of an error that leaves the peer with nothing: back off 5 s, Idle.
+        let fail_tail = |mut v: Vec<Output>| {
+            v.push(start(Timer::IdleHold, s(5)));
+            v.push(changed(OpenSent, Idle));
+            v
+        };
+        run_table(vec![
+            row(
+                "§8.2.2 OpenSent, BGPOpen (19): KEEPALIVE, negotiated hold, OpenConfirm",
+                Setup::OpenSentOut,
+                Message(Out, peer_open(PEER_ID)),
+                OpenConfirm,
+                vec![
+                    send(Out, crate::packet::Message::Keepalive),
+                    start(Timer::Hold(Out), s(90)),
+                    start(Timer::Keepalive(Out), s(30)),
+                    changed(OpenSent, OpenConfirm),
+                ],
+            ),
+            row(
+                "§8.2.2 OpenSent, BGPOpen with hold time 0: no hold, no keepalive timer",
+                Setup::OpenSentOut,
+                Message(
+                    Out,
+                    crate::packet::Message::Open(peer_open_with(PEER_ID, 0)),
+                ),
+                OpenConfirm,
+                vec![
+                    send(Out, crate::packet::Message::Keepalive),
+                    stop(Timer::Hold(Out)),
+                    changed(OpenSent, OpenConfirm),
+                ],
+            ),
+            row(
+                "§8.2.2 OpenSent, BGPOpen on In (passive): OpenConfirm",
+                Setup::OpenSentIn,
+                Message(In, peer_open(PEER_ID)),
+                OpenConfirm,
+                vec![
+                    send(In, crate::packet::Message::Keepalive),
+                    start(Timer::Hold(In), s(90)),
+                    start(Timer::Keepalive(In), s(30)),
+                    changed(OpenSent, OpenConfirm),
+                ],
+            ),
+            row(
+                "OpenSent, BGPOpen on In while our connect is in flight: stop connecting",
+                Setup::ConnectWithIn,
+                Message(In, peer_open(PEER_ID)),
+                OpenConfirm,
+                vec![
+                    send(In, crate::packet::Message::Keepalive),
+                    start(Timer::Hold(In), s(90)),
+                    start(Timer::Keepalive(In), s(30)),
+                    Output::Close(Out),
+                    stop(Timer::ConnectRetry),
+                    changed(OpenSent, OpenConfirm),
+                ],
+            ),
+            row(
+                "§8.2.2 OpenSent, BGPOpen fails checks (§6.2, event 22): NOTIFICATION, Idle",
+                Setup::OpenSentOut,
+                Message(Out, crate::packet::Message::Open(bad_as)),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, n_bad_as),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenSent, KeepAliveMsg (26): FSM error 5/1 (RFC 6608)",
+                Setup::OpenSentOut,
+                Message(Out, crate::packet::Message::Keepalive),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, n_open_sent.clone()),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenSent, UpdateMsg (27): FSM error 5/1 (RFC 6608)",
+                Setup::OpenSentOut,
+                Message(Out, update()),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, n_open_sent.clone()),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenSent, ROUTE-REFRESH: FSM error 5/1 (RFC 6608)",
+                Setup::OpenSentOut,
+                Message(
+                    Out,
+                    crate::packet::Message::RouteRefresh(rr(Family::Ipv4Unicast, 0)),
+                ),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, n_open_sent),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenSent, NotifMsg (25): close, Idle",
+                Setup::OpenSentOut,
+                Message(Out, crate::packet::Message::Notification(admin_shutdown())),
+                Idle,
+                fail_tail(vec![stop(Timer::Hold(Out)), Output::Close(Out)]),
+            ),
+            row(
+                "§8.2.2 OpenSent, HoldTimer_Expires (10): NOTIFICATION 4/0, Idle",
+                Setup::OpenSentOut,
+                TimerExpired(Timer::Hold(Out)),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, Notification::hold_timer_expired()),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenSent, TcpConnectionFails (18): Idle (RFC: Active; we back off)",
+                Setup::OpenSentOut,
+                Closed(Out, "Connection closed".into()),
+                Idle,
+                fail_tail(vec![stop(Timer::Hold(Out))]),
+            ),
+            row(
+                "§8.2.2 OpenSent, BGPHeaderErr (21): NOTIFICATION, Idle",
+                Setup::OpenSentOut,
+                DecodeError(Out, Notification::new(1, 2, vec![0, 5])),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, Notification::new(1, 2, vec![0, 5])),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenSent, ManualStop (2): Cease, Idle, no back-off",
+                Setup::OpenSentOut,
+                Stop(admin_shutdown()),
+                Idle,
+                vec![
+                    notify(Out, admin_shutdown()),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                    changed(OpenSent, Idle),
+                ],
+            ),
+            row(
+                "OpenSent: a keepalive timer that is not armed is ignored",
+                Setup::OpenSentOut,
+                TimerExpired(Timer::Keepalive(Out)),
+                OpenSent,
+                vec![],
+            ),
+            row(
+                "§8.2.2 OpenSent, TcpConnectionConfirmed (17): track a second connection",
+                Setup::OpenSentOut,
+                Accepted,
+                OpenSent,
+                vec![
+                    send(In, our_open()),
+                    start(Timer::Hold(In), OPEN_SENT_HOLD_TIME),
+                ],
+            ),
+            row(
+                "OpenSent with an incoming connection: a second one is rejected (BIRD)",
+                Setup::OpenSentIn,
+                Accepted,
+                OpenSent,
+                vec![Output::Reject],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn open_confirm_table() {
+        use Input::*;
+        let n_open_confirm = Notification::fsm_error(fsm::UNEXPECTED_IN_OPEN_CONFIRM);
+        let fail_tail = |mut v: Vec<Output>| {
+            v.push(start(Timer::IdleHold, s(5)));
+            v.push(changed(OpenConfirm, Idle));
+            v
+        };
+        run_table(vec![
+            row(
+                "§8.2.2 OpenConfirm, KeepAliveMsg (26): restart hold, Established",
+                Setup::OpenConfirmOut,
+                Message(Out, crate::packet::Message::Keepalive),
+                Established,
+                vec![
+                    start(Timer::Hold(Out), s(90)),
+                    start(Timer::BackoffReset, BACKOFF_RESET_AFTER),
+                    Output::Established {
+                        conn: Out,
+                        negotiated: negotiated(PEER_ID),
+                    },
+                    changed(OpenConfirm, Established),
+                ],
+            ),
+            row(
+                "§8.2.2 OpenConfirm, KeepaliveTimer_Expires (11): KEEPALIVE, re-arm",
+                Setup::OpenConfirmOut,
+                TimerExpired(Timer::Keepalive(Out)),
+                OpenConfirm,
+                vec![
+                    send(Out, crate::packet::Message::Keepalive),
+                    start(Timer::Keepalive(Out), s(30)),
+                ],
+            ),
+            row(
+                "§8.2.2 OpenConfirm, HoldTimer_Expires (10): NOTIFICATION 4/0, Idle",
+                Setup::OpenConfirmOut,
+                TimerExpired(Timer::Hold(Out)),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, Notification::hold_timer_expired()),
+                    stop(Timer::Keepalive(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenConfirm, BGPOpen on the same connection: FSM error 5/2",
+                Setup::OpenConfirmOut,
+                Message(Out, peer_open(PEER_ID)),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, n_open_confirm.clone()),
+                    stop(Timer::Hold(Out)),
+                    stop(Timer::Keepalive(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenConfirm, UpdateMsg (27): FSM error 5/2 (RFC 6608)",
+                Setup::OpenConfirmOut,
+                Message(Out, update()),
+                Idle,
+                fail_tail(vec![
+                    notify(Out, n_open_confirm),
+                    stop(Timer::Hold(Out)),
+                    stop(Timer::Keepalive(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenConfirm, NotifMsg (25): close, Idle",
+                Setup::OpenConfirmOut,
+                Message(Out, crate::packet::Message::Notification(admin_shutdown())),
+                Idle,
+                fail_tail(vec![
+                    stop(Timer::Hold(Out)),
+                    stop(Timer::Keepalive(Out)),
+                    Output::Close(Out),
+                ]),
+            ),
+            row(
+                "§8.2.2 OpenConfirm, TcpConnectionFails (18): Idle",
+                Setup::OpenConfirmOut,
+                Closed(Out, "Connection closed".into()),
+                Idle,
+                fail_tail(vec![stop(Timer::Hold(Out)), stop(Timer::Keepalive(Out))]),
+            ),
+            row(
+                "§8.2.2 OpenConfirm, ManualStop (2): Cease, Idle",
+                Setup::OpenConfirmOut,
+                Stop(admin_shutdown()),
+                Idle,
+                vec![
+                    notify(Out, admin_shutdown()),
+                    stop(Timer::Hold(Out)),
+                    stop(Timer::Keepalive(Out)),
+                    Output::Close(Out),
+                    changed(OpenConfirm, Idle),
+                ],
+            ),
+            row(
+                "§8.2.2 OpenConfirm, TcpConnectionConfirmed (17): track it for collision",
+                Setup::OpenConfirmOut,
+                Accepted,
+                OpenConfirm,
+                vec![
+                    send(In, our_open()),
+                    start(Timer::Hold(In), OPEN_SENT_HOLD_TIME),
+                ],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn established_table() {
+        use Input::*;
+        let n_est = Notification::fsm_error(fsm::UNEXPECTED_IN_ESTABLISHED);
+        let n_upd = Notification::new(
+            code::UPDATE_MESSAGE,
+            update::MALFORMED_ATTRIBUTE_LIST,
+            vec![],
+        );
+        // Leaving Established through an error: timers, SessionDown, back-off, Idle.
+        let down_tail = |mut v: Vec<Output>, reason: DownReason| {
+            v.push(stop(Timer::BackoffReset));
+            v.push(down(reason));
+            v.push(start(Timer::IdleHold, s(5)));
+            v.push(changed(Established, Idle));
+            v
+        };
+        run_table(vec![
+            row(
+                "§8.2.2 Established, KeepAliveMsg (26): restart hold",
+                Setup::EstablishedOut,
+                Message(Out, crate::packet::Message::Keepalive),
+                Established,
+                vec![start(Timer::Hold(Out), s(90))],
+            ),
+            row(
+                "§8.2.2 Established, UpdateMsg (27): restart hold",
+                Setup::EstablishedOut,
+                Message(Out, update()),
+                Established,
+                vec![start(Timer::Hold(Out), s(90))],
+            ),
+            row(
+                "§8.2.2 Established, KeepaliveTimer_Expires (11): KEEPALIVE, re-arm",
+                Setup::EstablishedOut,
+                TimerExpired(Timer::Keepalive(Out)),
+                Established,
+                vec![
+                    send(Out, crate::packet::Message::Keepalive),
+                    start(Timer::Keepalive(Out), s(30)),
+                ],
+            ),
+            row(
+                "§8.2.2 Established, HoldTimer_Expires (10): 4/0, close, down, Idle",
+                Setup::EstablishedOut,
+                TimerExpired(Timer::Hold(Out)),
+                Idle,
+                down_tail(
+                    vec![
+                        notify(Out, Notification::hold_timer_expired()),
+                        stop(Timer::Keepalive(Out)),
+                        Output::Close(Out),
+                    ],
+                    DownReason::Sent(Notification::hold_timer_expired()),
+                ),
+            ),
+            row(
+                "§8.2.2 Established, NotifMsg (25): close, down, Idle",
+                Setup::EstablishedOut,
+                Message(Out, crate::packet::Message::Notification(admin_shutdown())),
+                Idle,
+                down_tail(
+                    vec![
+                        stop(Timer::Hold(Out)),
+                        stop(Timer::Keepalive(Out)),
+                        Output::Close(Out),
+                    ],
+                    DownReason::Received(admin_shutdown()),
+                ),
+            ),
+            row(
+                "§8.2.2 Established, BGPOpen (19/20): FSM error 5/3 (RFC 6608)",
+                Setup::EstablishedOut,
+                Message(Out, peer_open(PEER_ID)),
+                Idle,
+                down_tail(
+                    vec![
+                        notify(Out, n_est.clone()),
+                        stop(Timer::Hold(Out)),
+                        stop(Timer::Keepalive(Out)),
+                        Output::Close(Out),
+                    ],
+                    DownReason::Sent(n_est),
+                ),
+            ),
+            row(
+                "§8.2.2 Established, UpdateMsgErr (28): NOTIFICATION, down, Idle",
+                Setup::EstablishedOut,
+                DecodeError(Out, n_upd.clone()),
+                Idle,
+                down_tail(
+                    vec![
+                        notify(Out, n_upd.clone()),
+                        stop(Timer::Hold(Out)),
+                        stop(Timer::Keepalive(Out)),
+                        Output::Close(Out),
+                    ],
+                    DownReason::Sent(n_upd),
+                ),
+            ),
+            row(
+                "§8.2.2 Established, TcpConnectionFails (18): down, Idle",
+                Setup::EstablishedOut,
+                Closed(Out, "Connection reset by peer".into()),
+                Idle,
+                down_tail(
+                    vec![stop(Timer::Hold(Out)), stop(Timer::Keepalive(Out))],
+                    DownReason::Socket("Connection reset by peer".into()),
+                ),
+            ),
+            row(
+                "§8.2.2 Established, ManualStop (2): Cease, close, down, stay Idle",
+                Setup::EstablishedOut,
+                Stop(admin_shutdown()),
+                Idle,
+                vec![
+                    notify(Out, admin_shutdown()),
+                    stop(Timer::Hold(Out)),
+                    stop(Timer::Keepalive(Out)),
+                    Output::Close(Out),
+                    stop(Timer::BackoffReset),
+                    down(DownReason::Stopped(admin_shutdown())),
+                    changed(Established, Idle),
+                ],
+            ),
+            row(
+                "RFC 2918 Established, ROUTE-REFRESH for a negotiated family: passed on",
+                Setup::EstablishedOut,
+                Message(
+                    Out,
+                    crate::packet::Message::RouteRefresh(rr(Family::Ipv4Unicast, 0)),
+                ),
+                Established,
+                vec![
+                    start(Timer::Hold(Out), s(90)),
+                    Output::RouteRefresh(rr(Family::Ipv4Unicast, 0)),
+                ],
+            ),
+            row(
+                "RFC 2918 §4: ROUTE-REFRESH for a family not negotiated is ignored",
+                Setup::EstablishedOut,
+                Message(
+                    Out,
+                    crate::packet::Message::RouteRefresh(rr(Family::Ipv6Unicast, 0)),
+                ),
+                Established,
+                vec![start(Timer::Hold(Out), s(90))],
+            ),
+            row(
+                "RFC 7313 §5: BoRR without Enhanced Route Refresh is ignored",
+                Setup::EstablishedOut,
+                Message(
+                    Out,
+                    crate::packet::Message::RouteRefresh(rr(Family::Ipv4Unicast, 1)),
+                ),
+                Established,
+                vec![start(Timer::Hold(Out), s(90))],
+            ),
+            row(
+                "§6.8 Established, TcpConnectionConfirmed (17): the new connection is refused",
+                Setup::EstablishedOut,
+                Accepted,
+                Established,
+                vec![Output::Reject],
+            ),
+            row(
+                "Established: a stray ConnectSucceeded does not touch the live Out",
+                Setup::EstablishedOut,
+                ConnectSucceeded,
+                Established,
+                vec![],
+            ),
+            row(
+                "Established: BackoffReset expiry changes nothing visible",
+                Setup::EstablishedOut,
+                TimerExpired(Timer::BackoffReset),
+                Established,
+                vec![],
+            ),
+            row(
+                "§8.2.2 Established, ManualStart (1): ignored",
+                Setup::EstablishedOut,
+                Start,
+                Established,
+                vec![],
+            ),
+        ]);
+    }
+
+    /// Drive `f` through the inputs and return the last input's outputs.
+    fn feed(f: &mut PeerFsm, inputs: Vec<Input>) -> Vec<Output> {
+        let mut last = Vec::new();
+        for i in inputs {
+            last = f.process(i);
+        }
+        last
+    }
+
+    /// (name, setup inputs, input, expected state, expected outputs)
+    type CollisionRow = (&'static str, Vec<Input>, Input, SessionState, Vec<Output>);
+
+    #[test]
+    fn collision_table() {
+        use Input::*;
+        let both_open_sent = vec![Start, ConnectSucceeded, Accepted];
+        let out_confirm_in_sent = vec![
+            Start,
+            ConnectSucceeded,
+            Message(Out, peer_open(PEER_ID)),
+            Accepted,
+        ];
+        let out_confirm_in_sent_low = vec![
+            Start,
+            ConnectSucceeded,
+            Message(Out, peer_open(LOW_PEER_ID)),
+            Accepted,
+        ];
+        let ka = crate::packet::Message::Keepalive;
+        let rows: Vec<CollisionRow> = vec![
+            (
+                "§6.8 peer dominant, OPEN on Out while In is OpenSent: close Out",
+                both_open_sent.clone(),
+                Message(Out, peer_open(PEER_ID)),
+                OpenSent,
+                vec![
+                    notify(Out, collision()),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                ],
+            ),
+            (
+                "§6.8 peer dominant, OPEN on In while Out is OpenSent: keep In",
+                both_open_sent.clone(),
+                Message(In, peer_open(PEER_ID)),
+                OpenConfirm,
+                vec![
+                    notify(Out, collision()),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                    send(In, ka.clone()),
+                    start(Timer::Hold(In), s(90)),
+                    start(Timer::Keepalive(In), s(30)),
+                    changed(OpenSent, OpenConfirm),
+                ],
+            ),
+            (
+                "§6.8 we are dominant, OPEN on Out while In is OpenSent: keep Out",
+                both_open_sent.clone(),
+                Message(Out, peer_open(LOW_PEER_ID)),
+                OpenConfirm,
+                vec![
+                    notify(In, collision()),
+                    stop(Timer::Hold(In)),
+                    Output::Close(In),
+                    send(Out, ka.clone()),
+                    start(Timer::Hold(Out), s(90)),
+                    start(Timer::Keepalive(Out), s(30)),
+                    changed(OpenSent, OpenConfirm),
+                ],
+            ),
+            (
+                "§6.8 we are dominant, OPEN on In while Out is OpenSent: close In",
+                both_open_sent.clone(),
+                Message(In, peer_open(LOW_PEER_ID)),
+                OpenSent,
+                vec![
+                    notify(In, collision()),
+                    stop(Timer::Hold(In)),
+                    Output::Close(In),
+                ],
+            ),
+            (
+                "RFC 6286 §2.3 equal identifiers: the larger AS (the peer's) is dominant",
+                both_open_sent.clone(),
+                Message(Out, peer_open(LOCAL_ID)),
+                OpenSent,
+                vec![
+                    notify(Out, collision()),
+                    stop(Timer::Hold(Out)),
+                    Output::Close(Out),
+                ],
+            ),
+            (
+                "§6.8 peer dominant, OPEN on In while Out is OpenConfirm: keep In",
+                out_confirm_in_sent,
+                Message(In, peer_open(PEER_ID)),
+                OpenConfirm,
+                vec![
+                    notify(Out, collision()),
+                    stop(Timer::Hold(Out)),
+                    stop(Timer::Keepalive(Out)),
+                    Output::Close(Out),
+                    send(In, ka.clone()),
+                    start(Timer::Hold(In), s(90)),
+                    start(Timer::Keepalive(In), s(30)),
+                ],
+            ),
+            (
+                "§6.8 we are dominant, OPEN on In while Out is OpenConfirm: close In",
+                out_confirm_in_sent_low.clone(),
+                Message(In, peer_open(LOW_PEER_ID)),
+                OpenConfirm,
+                vec![
+                    notify(In, collision()),
+                    stop(Timer::Hold(In)),
+                    Output::Close(In),
+                ],
+            ),
+            (
+                "§6.8 Established wins: reaching Established closes the OpenSent In",
+                out_confirm_in_sent_low,
+                Message(Out, ka.clone()),
+                Established,
+                vec![
+                    start(Timer::Hold(Out), s(90)),
+                    start(Timer::BackoffReset, BACKOFF_RESET_AFTER),
+                    notify(In, collision()),
+                    stop(Timer::Hold(In)),
+                    Output::Close(In),
+                    Output::Established {
+                        conn: Out,
+                        negotiated: negotiated(LOW_PEER_ID),
+                    },
+                    changed(OpenConfirm, Established),
+                ],
+            ),
+            (
+                "A collision loser that closes by itself leaves the winner alone (no back-off)",
+                both_open_sent,
+                Closed(In, "Connection closed".into()),
+                OpenSent,
+                vec![stop(Timer::Hold(In))],
+            ),
+        ];
+        for (name, setup, input, state, outputs) in rows {
+            let mut f = PeerFsm::new(cfg(false));
+            feed(&mut f, setup);
+            let got = f.process(input);
+            assert_eq!(got, outputs, "{name}");
+            assert_eq!(f.state(), state, "{name}: state");
+            assert!(
+                f.last_error().is_none(),
+                "{name}: a collision is not an error"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_eight_times_and_resets() {
+        use Input::*;
+        let mut f = PeerFsm::new(cfg(false));
+        let fail = |f: &mut PeerFsm| -> Duration {
+            let outs = feed(
+                f,
+                vec![
+                    ConnectSucceeded,
+                    Closed(Out, "Connection reset by peer".into()),
+                ],
+            );
+            assert_eq!(f.state(), Idle);
+            let d = outs
+                .iter()
+                .find_map(|o| match o {
+                    Output::StartTimer(Timer::IdleHold, d) => Some(*d),
+                    _ => None,
+                })
+                .expect("IdleHold armed");
+            let restart = f.process(TimerExpired(Timer::IdleHold));
+            assert!(restart.contains(&Output::Connect));
+            d
+        };
+        f.process(Start);
+        let seen: Vec<u64> = (0..6).map(|_| fail(&mut f).as_secs()).collect();
+        assert_eq!(seen, vec![5, 10, 20, 40, 40, 40]);
+
+        // A session that stayed up BACKOFF_RESET_AFTER forgets the back-off: its end is
+        // the first error again.
+        let outs = feed(
+            &mut f,
+            vec![
+                ConnectSucceeded,
+                Message(Out, peer_open(PEER_ID)),
+                Message(Out, crate::packet::Message::Keepalive),
+                TimerExpired(Timer::BackoffReset),
+                Closed(Out, "Connection closed".into()),
+            ],
+        );
+        assert!(outs.contains(&start(Timer::IdleHold, s(5))));
+        f.process(TimerExpired(Timer::IdleHold));
+        assert_eq!(fail(&mut f).as_secs(), 10);
+
+        // A session that went down before that keeps doubling.
+        let outs = feed(
+            &mut f,
+            vec![
+                ConnectSucceeded,
+                Message(Out, peer_open(PEER_ID)),
+                Message(Out, crate::packet::Message::Keepalive),
+                TimerExpired(Timer::Hold(Out)),
+            ],
+        );
+        assert!(outs.contains(&start(Timer::IdleHold, s(20))));
+
+        // Stop and Start begin afresh: immediate connect, base back-off.
+        feed(&mut f, vec![Stop(admin_shutdown())]);
+        let outs = f.process(Start);
+        assert_eq!(outs[0], Output::Connect);
+        assert_eq!(fail(&mut f).as_secs(), 5);
+    }
+
+    #[test]
+    fn connect_failure_retries_on_connect_retry_without_back_off() {
+        // §8.2.2: Connect → Active on failure, ConnectRetry expiry → Connect again.
+        use Input::*;
+        let mut f = PeerFsm::new(cfg(false));
+        f.process(Start);
+        for _ in 0..3 {
+            let outs = f.process(ConnectFailed("Connection refused".into()));
+            assert_eq!(f.state(), Active);
+            assert!(
+                !outs
+                    .iter()
+                    .any(|o| matches!(o, Output::StartTimer(Timer::IdleHold, _)))
+            );
+            let outs = f.process(TimerExpired(Timer::ConnectRetry));
+            assert_eq!(outs[0], Output::Connect);
+            assert_eq!(f.state(), Connect);
+        }
+        assert_eq!(f.last_error(), Some("Socket: Connection refused"));
+    }
+
+    #[test]
+    fn last_error_reads_like_bird() {
+        use Input::*;
+        let mut f = fsm_in(Setup::EstablishedOut);
+        f.process(TimerExpired(Timer::Hold(Out)));
+        let expected = format!("Sent: {}", Notification::hold_timer_expired());
+        assert_eq!(f.last_error(), Some(expected.as_str()));
+        assert!(expected.starts_with("Sent: Hold Timer Expired"));
+
+        let mut f = fsm_in(Setup::EstablishedOut);
+        f.process(Message(
+            Out,
+            crate::packet::Message::Notification(admin_shutdown()),
+        ));
+        assert_eq!(
+            f.last_error(),
+            Some("Received: Cease/Administrative Shutdown (6/2)")
+        );
+
+        let mut f = fsm_in(Setup::OpenSentOut);
+        f.process(Closed(Out, "Connection closed".into()));
+        assert_eq!(f.last_error(), Some("Socket: Connection closed"));
+
+        // A manual stop is not an error.
+        let mut f = fsm_in(Setup::EstablishedOut);
+        f.process(Stop(admin_shutdown()));
+        assert_eq!(f.last_error(), None);
+        assert_eq!(
+            DownReason::Stopped(admin_shutdown()).to_string(),
+            "Stopped: Cease/Administrative Shutdown (6/2)"
+        );
+    }
+
+    #[test]
+    fn accessors_follow_the_session() {
+        use Input::*;
+        let mut f = fsm_in(Setup::OpenConfirmOut);
+        assert_eq!(f.negotiated(), None);
+        assert_eq!(f.established_conn(), None);
+        assert_eq!(f.connection_state(Out), Some(OpenConfirm));
+        assert_eq!(f.connection_state(In), None);
+        f.process(Message(Out, crate::packet::Message::Keepalive));
+        assert_eq!(f.established_conn(), Some(Out));
+        assert_eq!(f.negotiated(), Some(&negotiated(PEER_ID)));
+        f.process(Closed(Out, "Connection closed".into()));
+        assert_eq!(f.negotiated(), None);
+        assert_eq!(f.established_conn(), None);
+    }
+
+    #[test]
+    fn a_configured_keepalive_is_used() {
+        use Input::*;
+        let mut c = cfg(false);
+        c.keepalive = Some(10);
+        let mut f = PeerFsm::new(c);
+        let outs = feed(
+            &mut f,
+            vec![Start, ConnectSucceeded, Message(Out, peer_open(PEER_ID))],
+        );
+        assert!(outs.contains(&start(Timer::Keepalive(Out), s(10))));
+    }
 }

@@ -16,8 +16,8 @@
 //! Must not: touch the kernel FIB, Kubernetes or files; the agent wires those.
 
 pub mod config;
-pub mod intern;
 pub mod fsm;
+pub mod intern;
 pub mod negotiate;
 pub mod packet;
 pub mod policy;

@@ -1,0 +1,925 @@
+//! The core task: the one owner of the RIB, the peer table, export and best-path publication.
+//!
+//! Owns: `Core` and its loop. Must not: touch sockets (sessions and the listener do) or block:
+//! everything it sends goes over unbounded channels whose growth it bounds itself (pending sets
+//! and at most `MAX_IN_FLIGHT` batches per peer).
+//!
+//! The loop takes one message, then everything already queued (up to a limit), then flushes:
+//! best-path changes are published and queued for every established peer, and each peer with
+//! room gets its next batch. Bursts are therefore coalesced without any timer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::listener::{self, Listeners};
+use super::{ApiCmd, CoreMsg, SessionCmd, SessionEvent, SpeakerError};
+use crate::config::{ConfigDiff, OriginatedRoute, PeerConfig, SpeakerConfig};
+use crate::intern::Interner;
+use crate::negotiate::Negotiated;
+use crate::packet::Notification;
+use crate::packet::notification::cease;
+use crate::policy::{self, ExportSource, ExportTarget, ImportSession, LocalIdentity};
+use crate::rib::adj_out::{AdjRibOut, OutChange, Pending};
+use crate::rib::decision::{self, DecisionCtx};
+use crate::rib::{Dest, Path, Rib, SourceId, SourceInfo};
+use crate::session;
+use crate::status::{PathStatus, PeerCounters, PeerStatus, RouteChange, RouteStatus, SessionState};
+use crate::types::{Family, PathAttrs, community_to_string};
+
+/// Prefixes per batch handed to a session (a few dozen UPDATEs' worth).
+const BATCH_PREFIXES: usize = 8192;
+/// Batches a session may hold unwritten; more waits in the pending set, coalescing.
+const MAX_IN_FLIGHT: usize = 2;
+/// Messages handled before flushing, so a flood still produces output steadily.
+const MAX_DRAIN: usize = 512;
+
+/// UPDATE content for one session, encoded by the session task.
+#[derive(Debug, Default)]
+pub(crate) struct OutBatch {
+    /// Prefixes to withdraw.
+    pub withdraw: Vec<IpNet>,
+    /// Prefixes to announce, grouped by attributes (one family per group).
+    pub announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)>,
+    /// End-of-RIB markers to send after the rest.
+    pub end_of_rib: Vec<Family>,
+}
+
+impl OutBatch {
+    fn is_empty(&self) -> bool {
+        self.withdraw.is_empty() && self.announce.is_empty() && self.end_of_rib.is_empty()
+    }
+}
+
+/// An established session's export state.
+struct Up {
+    negotiated: Negotiated,
+    target: ExportTarget,
+    adj_out: AdjRibOut,
+    pending: Pending,
+    /// Prefixes to send again as advertised (route refresh, RFC 2918 §4).
+    resend: VecDeque<IpNet>,
+    in_flight: usize,
+    /// Families still owed an End-of-RIB after the initial table (RFC 4724 §4).
+    eor_due: Vec<Family>,
+}
+
+/// One configured peer.
+struct Slot {
+    cfg: PeerConfig,
+    generation: u64,
+    cmd: mpsc::UnboundedSender<SessionCmd>,
+    task: JoinHandle<()>,
+    state: SessionState,
+    since: SystemTime,
+    last_error: Option<String>,
+    peer_router_id: Option<Ipv4Addr>,
+    counters: PeerCounters,
+    up: Option<Up>,
+}
+
+pub(crate) struct Core {
+    tx: mpsc::Sender<CoreMsg>,
+    config: SpeakerConfig,
+    listeners: Option<Listeners>,
+    slots: Vec<Option<Slot>>,
+    /// Decision-process view of each slot's peer, indexed like `slots`.
+    sources: Vec<Option<SourceInfo>>,
+    generation: u64,
+    rib: Rib,
+    interner: Interner,
+    originated: BTreeMap<IpNet, OriginatedRoute>,
+    local: LocalIdentity,
+    changed: HashSet<IpNet, crate::rib::RandomState>,
+    subscribers: Vec<mpsc::UnboundedSender<Vec<RouteChange>>>,
+    stopping: bool,
+}
+
+fn decision_ctx<'a>(config: &SpeakerConfig, sources: &'a [Option<SourceInfo>]) -> DecisionCtx<'a> {
+    DecisionCtx {
+        sources,
+        local_asn: config.local_asn,
+        multipath: config.multipath,
+        router_id: config.router_id,
+    }
+}
+
+fn local_identity(config: &SpeakerConfig) -> LocalIdentity {
+    let mut addresses = vec![IpAddr::V4(config.router_id)];
+    addresses.extend(config.local_ipv4.map(IpAddr::V4));
+    addresses.extend(config.local_ipv6.map(IpAddr::V6));
+    addresses.extend(config.listen_address);
+    addresses.sort();
+    addresses.dedup();
+    LocalIdentity {
+        router_id: config.router_id,
+        cluster_id: config.cluster_id,
+        addresses,
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Core {
+    pub(crate) async fn new(
+        tx: mpsc::Sender<CoreMsg>,
+        config: SpeakerConfig,
+    ) -> Result<Core, SpeakerError> {
+        let listeners = match config.listen_port {
+            Some(port) => Some(listener::start(config.listen_address, port, tx.clone())?),
+            None => None,
+        };
+        let mut core = Core {
+            tx,
+            local: local_identity(&config),
+            config: config.clone(),
+            listeners,
+            slots: Vec::new(),
+            sources: Vec::new(),
+            generation: 0,
+            rib: Rib::default(),
+            interner: Interner::default(),
+            originated: BTreeMap::new(),
+            changed: HashSet::default(),
+            subscribers: Vec::new(),
+            stopping: false,
+        };
+        for peer in config.peers.values() {
+            core.add_peer(peer.clone());
+        }
+        Ok(core)
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
+        while let Some(msg) = rx.recv().await {
+            self.handle(msg);
+            let mut drained = 0;
+            while drained < MAX_DRAIN {
+                match rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
+                drained += 1;
+            }
+            self.flush();
+            if self.stopping {
+                break;
+            }
+        }
+        tracing::info!("BGP speaker stopped");
+    }
+
+    fn handle(&mut self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Api(cmd) => self.handle_api(cmd),
+            CoreMsg::Session {
+                slot,
+                generation,
+                event,
+            } => {
+                let current = self.slot(slot).is_some_and(|s| s.generation == generation);
+                if current {
+                    self.handle_session(slot, event);
+                }
+            }
+            CoreMsg::Accepted { stream, remote } => self.handle_accepted(stream, remote),
+        }
+    }
+
+    fn slot(&self, id: SourceId) -> Option<&Slot> {
+        self.slots.get(id.0 as usize).and_then(|s| s.as_ref())
+    }
+
+    fn slot_mut(&mut self, id: SourceId) -> Option<&mut Slot> {
+        self.slots.get_mut(id.0 as usize).and_then(|s| s.as_mut())
+    }
+
+    fn slot_by_name(&self, name: &str) -> Option<SourceId> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.cfg.name == name))
+            .map(|i| SourceId(i as u32))
+    }
+
+    // ===== peers =====
+
+    fn add_peer(&mut self, cfg: PeerConfig) {
+        let index = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or_else(|| {
+                self.slots.push(None);
+                self.sources.push(None);
+                self.slots.len() - 1
+            });
+        let id = SourceId(index as u32);
+        self.generation += 1;
+        let (cmd, task) = session::spawn(session::SessionSetup {
+            slot: id,
+            generation: self.generation,
+            peer: cfg.clone(),
+            speaker: self.config.clone(),
+            core: self.tx.clone(),
+        });
+        self.slots[index] = Some(Slot {
+            cfg,
+            generation: self.generation,
+            cmd,
+            task,
+            state: SessionState::Idle,
+            since: SystemTime::now(),
+            last_error: None,
+            peer_router_id: None,
+            counters: PeerCounters::default(),
+            up: None,
+        });
+    }
+
+    /// Stop a peer's session with `notification` and forget it and its routes.
+    fn remove_peer(&mut self, id: SourceId, notification: Notification) {
+        let Some(slot) = self.slots[id.0 as usize].take() else {
+            return;
+        };
+        let _ = slot.cmd.send(SessionCmd::Stop(notification));
+        self.withdraw_source(id);
+        self.sources[id.0 as usize] = None;
+    }
+
+    fn withdraw_source(&mut self, id: SourceId) {
+        let ctx = decision_ctx(&self.config, &self.sources);
+        for p in self.rib.remove_source(id, &ctx) {
+            self.changed.insert(p);
+        }
+    }
+
+    fn handle_accepted(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr) {
+        if self.stopping {
+            return;
+        }
+        let found = self
+            .slots
+            .iter()
+            .flatten()
+            .find(|s| s.cfg.address == remote.ip());
+        match found {
+            Some(slot) => {
+                let _ = slot.cmd.send(SessionCmd::Incoming(stream));
+            }
+            None => tracing::warn!(%remote, "unexpected BGP connection from an unknown address"),
+        }
+    }
+
+    // ===== API =====
+
+    fn handle_api(&mut self, cmd: ApiCmd) {
+        match cmd {
+            ApiCmd::Apply(config, reply) => {
+                let _ = reply.send(self.apply(*config));
+            }
+            ApiCmd::Originate(routes, reply) => {
+                self.originate(routes);
+                let _ = reply.send(());
+            }
+            ApiCmd::Subscribe(tx) => {
+                let all: Vec<RouteChange> = self.all_route_changes();
+                if tx.send(all).is_ok() {
+                    self.subscribers.push(tx);
+                }
+            }
+            ApiCmd::Peers(reply) => {
+                let _ = reply.send(self.peer_statuses());
+            }
+            ApiCmd::Routes(filter, reply) => {
+                let _ = reply.send(self.route_statuses(filter));
+            }
+            ApiCmd::Shutdown(reply) => self.shutdown(reply),
+        }
+    }
+
+    fn apply(&mut self, new: SpeakerConfig) -> Result<ConfigDiff, SpeakerError> {
+        let diff = self.config.diff(&new);
+        if diff.is_empty() {
+            return Ok(diff);
+        }
+        if diff.relisten {
+            // Bind the new sockets before dropping the old ones: on failure nothing changes.
+            let listeners = match new.listen_port {
+                Some(port) => {
+                    self.listeners = None;
+                    match listener::start(new.listen_address, port, self.tx.clone()) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            // Put the old listener back before reporting.
+                            if let Some(old_port) = self.config.listen_port {
+                                self.listeners = listener::start(
+                                    self.config.listen_address,
+                                    old_port,
+                                    self.tx.clone(),
+                                )
+                                .ok();
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                None => None,
+            };
+            self.listeners = listeners;
+        }
+        self.config = new;
+        self.local = local_identity(&self.config);
+        let change = Notification::cease(cease::OTHER_CONFIGURATION_CHANGE);
+        let resets: Vec<String> = if diff.restart_all {
+            self.slots
+                .iter()
+                .flatten()
+                .map(|s| s.cfg.name.clone())
+                .collect()
+        } else {
+            diff.changed.iter().cloned().collect()
+        };
+        for name in &diff.removed {
+            if let Some(id) = self.slot_by_name(name) {
+                tracing::info!(peer = %name, "peer removed from configuration");
+                self.remove_peer(id, Notification::cease(cease::PEER_DECONFIGURED));
+            }
+        }
+        for name in &resets {
+            if let Some(id) = self.slot_by_name(name) {
+                tracing::info!(peer = %name, "peer configuration changed: resetting its session");
+                self.remove_peer(id, change.clone());
+            }
+        }
+        for name in resets.iter().chain(diff.added.iter()) {
+            if let Some(cfg) = self.config.peers.get(name) {
+                self.add_peer(cfg.clone());
+            }
+        }
+        if diff.policy_changed {
+            let ctx = decision_ctx(&self.config, &self.sources);
+            for p in self.rib.reselect_all(&ctx) {
+                self.changed.insert(p);
+            }
+            self.requeue_everything();
+        }
+        Ok(diff)
+    }
+
+    /// Re-evaluate every prefix for every established peer (export policy changed).
+    fn requeue_everything(&mut self) {
+        let all: Vec<IpNet> = self.all_prefixes();
+        for slot in self.slots.iter_mut().flatten() {
+            if let Some(up) = slot.up.as_mut() {
+                for p in &all {
+                    up.pending.push(*p);
+                }
+                for (p, _) in up.adj_out.iter() {
+                    up.pending.push(p);
+                }
+            }
+        }
+    }
+
+    fn all_prefixes(&self) -> Vec<IpNet> {
+        let mut all: Vec<IpNet> = Vec::with_capacity(self.rib.len());
+        all.extend(self.rib.v4.iter().map(|(p, _)| IpNet::V4(*p)));
+        all.extend(self.rib.v6.iter().map(|(p, _)| IpNet::V6(*p)));
+        all
+    }
+
+    fn originate(&mut self, routes: BTreeSet<OriginatedRoute>) {
+        let new: BTreeMap<IpNet, OriginatedRoute> =
+            routes.into_iter().map(|r| (r.prefix.trunc(), r)).collect();
+        let removed: Vec<IpNet> = self
+            .originated
+            .keys()
+            .filter(|p| !new.contains_key(p))
+            .copied()
+            .collect();
+        let ctx = decision_ctx(&self.config, &self.sources);
+        for p in removed {
+            if self.rib.remove(p, SourceId::LOCAL, &ctx) {
+                self.changed.insert(p);
+            }
+        }
+        for (p, r) in &new {
+            if self.originated.get(p) == Some(r) {
+                continue;
+            }
+            let attrs = self.interner.intern(PathAttrs::local(
+                r.communities.clone(),
+                r.large_communities.clone(),
+            ));
+            if self
+                .rib
+                .upsert(*p, Path::new(SourceId::LOCAL, attrs, None), &ctx)
+            {
+                self.changed.insert(*p);
+            }
+        }
+        self.originated = new;
+    }
+
+    fn shutdown(&mut self, reply: oneshot::Sender<()>) {
+        self.stopping = true;
+        self.listeners = None;
+        let mut tasks = Vec::new();
+        for slot in self.slots.iter_mut().filter_map(Option::take) {
+            let _ = slot.cmd.send(SessionCmd::Stop(Notification::cease(
+                cease::ADMINISTRATIVE_SHUTDOWN,
+            )));
+            tasks.push(slot.task);
+        }
+        tokio::spawn(async move {
+            // Give each session a moment to write its NOTIFICATION.
+            let all = futures_join_all(tasks);
+            let _ = tokio::time::timeout(Duration::from_secs(3), all).await;
+            let _ = reply.send(());
+        });
+    }
+
+    // ===== sessions =====
+
+    fn handle_session(&mut self, id: SourceId, event: SessionEvent) {
+        match event {
+            SessionEvent::State { state, last_error } => {
+                let slot = self.slot_mut(id).expect("checked by caller");
+                if slot.state != state {
+                    slot.state = state;
+                    slot.since = SystemTime::now();
+                }
+                slot.last_error = last_error;
+            }
+            SessionEvent::Transition { from, to } => {
+                let slot = self.slot_mut(id).expect("checked by caller");
+                *slot
+                    .counters
+                    .transitions
+                    .entry(format!("{}->{}", from.name(), to.name()))
+                    .or_default() += 1;
+                if to == SessionState::Established {
+                    slot.counters.established_count += 1;
+                }
+            }
+            SessionEvent::Established { negotiated, local } => {
+                self.on_established(id, *negotiated, local)
+            }
+            SessionEvent::Updates(updates) => self.on_updates(id, updates),
+            SessionEvent::RouteRefresh(family) => {
+                let slot = self.slot_mut(id).expect("checked by caller");
+                if let Some(up) = slot.up.as_mut() {
+                    tracing::info!(peer = %slot.cfg.name, %family, "route refresh requested");
+                    let again: Vec<IpNet> = up
+                        .adj_out
+                        .iter()
+                        .map(|(p, _)| p)
+                        .filter(|p| Family::of(p) == family)
+                        .collect();
+                    up.resend.extend(again);
+                }
+            }
+            SessionEvent::Down { reason } => {
+                let slot = self.slot_mut(id).expect("checked by caller");
+                tracing::info!(peer = %slot.cfg.name, %reason, "session down");
+                slot.up = None;
+                self.withdraw_source(id);
+                self.sources[id.0 as usize] = None;
+            }
+            SessionEvent::Written { messages } => {
+                let slot = self.slot_mut(id).expect("checked by caller");
+                slot.counters.updates_out += messages;
+                if let Some(up) = slot.up.as_mut() {
+                    up.in_flight = up.in_flight.saturating_sub(1);
+                }
+            }
+            SessionEvent::NotificationSent(n) => {
+                let slot = self.slot_mut(id).expect("checked by caller");
+                *slot
+                    .counters
+                    .notifications_out
+                    .entry(n.label())
+                    .or_default() += 1;
+            }
+            SessionEvent::NotificationReceived(n) => {
+                let slot = self.slot_mut(id).expect("checked by caller");
+                *slot.counters.notifications_in.entry(n.label()).or_default() += 1;
+            }
+        }
+    }
+
+    fn on_established(&mut self, id: SourceId, negotiated: Negotiated, local: SocketAddr) {
+        let config = &self.config;
+        let slot = self.slots[id.0 as usize]
+            .as_mut()
+            .expect("checked by caller");
+        let local_asn = slot.cfg.local_asn.unwrap_or(config.local_asn);
+        let ebgp = negotiated.peer_asn != local_asn;
+        let local_ip = local.ip().to_canonical();
+        let target = ExportTarget {
+            id,
+            ebgp,
+            rr_client: slot.cfg.rr_client,
+            local_asn,
+            next_hop_mode: slot.cfg.next_hop_mode,
+            self_v4: match local_ip {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => config.local_ipv4,
+            },
+            self_v6: match local_ip {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => config.local_ipv6,
+            },
+        };
+        self.sources[id.0 as usize] = Some(SourceInfo {
+            name: slot.cfg.name.clone(),
+            ebgp,
+            router_id: negotiated.peer_id,
+            address: slot.cfg.address,
+            rr_client: slot.cfg.rr_client,
+        });
+        slot.peer_router_id = Some(negotiated.peer_id);
+        let mut up = Up {
+            eor_due: negotiated.families.clone(),
+            negotiated,
+            target,
+            adj_out: AdjRibOut::default(),
+            pending: Pending::default(),
+            resend: VecDeque::new(),
+            in_flight: 0,
+        };
+        for (p, _) in self.rib.v4.iter() {
+            up.pending.push(IpNet::V4(*p));
+        }
+        for (p, _) in self.rib.v6.iter() {
+            up.pending.push(IpNet::V6(*p));
+        }
+        tracing::info!(
+            peer = %slot.cfg.name,
+            peer_as = up.negotiated.peer_asn,
+            router_id = %up.negotiated.peer_id,
+            hold = up.negotiated.hold_time,
+            prefixes = up.pending.len(),
+            "session established"
+        );
+        slot.up = Some(up);
+    }
+
+    fn on_updates(&mut self, id: SourceId, updates: Vec<crate::packet::UpdateMsg>) {
+        let config = &self.config;
+        let slot = self.slots[id.0 as usize]
+            .as_mut()
+            .expect("checked by caller");
+        let Some(up) = slot.up.as_ref() else {
+            return;
+        };
+        let session = ImportSession {
+            local_asn: up.target.local_asn,
+            ebgp: up.target.ebgp,
+        };
+        let ctx = decision_ctx(config, &self.sources);
+        for update in updates {
+            slot.counters.updates_in += 1;
+            if let Some(why) = &update.treat_as_withdraw {
+                slot.counters.treat_as_withdraw += 1;
+                tracing::warn!(peer = %slot.cfg.name, reason = %why,
+                    withdrawn = update.withdrawn.len(), "malformed UPDATE treated as withdraw (RFC 7606)");
+            }
+            for d in &update.discarded {
+                tracing::warn!(peer = %slot.cfg.name, attribute = %d, "attribute discarded (RFC 7606)");
+            }
+            for p in update.withdrawn {
+                if self.rib.remove(p, id, &ctx) {
+                    self.changed.insert(p.trunc());
+                }
+            }
+            for group in update.announced {
+                let (stored, ineligible) = policy::import(&group.attrs, session, &self.local);
+                let stored = self.interner.intern_arc(stored);
+                for p in group.prefixes {
+                    let path = Path::new(id, stored.clone(), ineligible);
+                    if self.rib.upsert(p, path, &ctx) {
+                        self.changed.insert(p.trunc());
+                    }
+                }
+            }
+            if let Some(family) = update.end_of_rib {
+                tracing::debug!(peer = %slot.cfg.name, %family, "End-of-RIB received");
+            }
+        }
+    }
+
+    // ===== output =====
+
+    fn flush(&mut self) {
+        if !self.changed.is_empty() {
+            let changed: Vec<IpNet> = self.changed.drain().collect();
+            if !self.subscribers.is_empty() {
+                let changes: Vec<RouteChange> =
+                    changed.iter().map(|p| self.route_change(*p)).collect();
+                self.subscribers.retain(|s| s.send(changes.clone()).is_ok());
+            }
+            for slot in self.slots.iter_mut().flatten() {
+                if let Some(up) = slot.up.as_mut() {
+                    for p in &changed {
+                        up.pending.push(*p);
+                    }
+                }
+            }
+        }
+        for index in 0..self.slots.len() {
+            self.feed(SourceId(index as u32));
+        }
+    }
+
+    /// Give a session batches while it has room.
+    fn feed(&mut self, id: SourceId) {
+        loop {
+            let Some(slot) = self.slots[id.0 as usize].as_mut() else {
+                return;
+            };
+            let Some(up) = slot.up.as_mut() else {
+                return;
+            };
+            if up.in_flight >= MAX_IN_FLIGHT {
+                return;
+            }
+            let batch = build_batch(
+                up,
+                &self.rib,
+                &self.sources,
+                &self.config,
+                &self.local,
+                &mut self.interner,
+            );
+            if batch.is_empty() {
+                return;
+            }
+            up.in_flight += 1;
+            if slot.cmd.send(SessionCmd::Send(batch)).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn route_change(&self, prefix: IpNet) -> RouteChange {
+        match self.rib.get(&prefix).and_then(|d| d.best().map(|_| d)) {
+            Some(dest) if !dest.best().is_some_and(|b| b.source.is_local()) => {
+                let best = dest.best().expect("checked");
+                let mut next_hops: Vec<IpAddr> = Vec::new();
+                for p in dest.selected() {
+                    if let Some(nh) = p.attrs.next_hop
+                        && !next_hops.contains(&nh)
+                    {
+                        next_hops.push(nh);
+                    }
+                }
+                RouteChange {
+                    prefix,
+                    next_hops,
+                    from: self.source_name(best.source),
+                    stale: best.stale,
+                }
+            }
+            _ => RouteChange {
+                prefix,
+                next_hops: Vec::new(),
+                from: None,
+                stale: false,
+            },
+        }
+    }
+
+    fn all_route_changes(&self) -> Vec<RouteChange> {
+        self.all_prefixes()
+            .into_iter()
+            .map(|p| self.route_change(p))
+            .filter(|c| !c.next_hops.is_empty())
+            .collect()
+    }
+
+    fn source_name(&self, id: SourceId) -> Option<String> {
+        if id.is_local() {
+            return Some("local".to_string());
+        }
+        self.sources
+            .get(id.0 as usize)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.name.clone())
+    }
+
+    // ===== snapshots =====
+
+    fn peer_statuses(&self) -> Vec<PeerStatus> {
+        let mut counts: HashMap<SourceId, (u64, u64)> = HashMap::new();
+        for (_, dest) in self.rib.v4.iter() {
+            count_paths(dest, &mut counts);
+        }
+        for (_, dest) in self.rib.v6.iter() {
+            count_paths(dest, &mut counts);
+        }
+        let mut out: Vec<PeerStatus> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (SourceId(i as u32), s)))
+            .map(|(id, s)| {
+                let (received, accepted) = counts.get(&id).copied().unwrap_or((0, 0));
+                PeerStatus {
+                    name: s.cfg.name.clone(),
+                    kind: s.cfg.kind,
+                    address: s.cfg.address,
+                    port: s.cfg.port,
+                    remote_asn: s.cfg.remote_asn,
+                    local_asn: s.cfg.local_asn.unwrap_or(self.config.local_asn),
+                    state: s.state,
+                    since_unix: unix_secs(s.since),
+                    last_error: s.last_error.clone(),
+                    peer_router_id: s.peer_router_id,
+                    hold_time: s.up.as_ref().map(|u| u.negotiated.hold_time),
+                    families: s
+                        .up
+                        .as_ref()
+                        .map(|u| u.negotiated.families.clone())
+                        .unwrap_or_default(),
+                    prefixes_received: received,
+                    prefixes_accepted: accepted,
+                    prefixes_advertised: s.up.as_ref().map_or(0, |u| u.adj_out.len() as u64),
+                    counters: s.counters.clone(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.address.cmp(&b.address).then(a.name.cmp(&b.name)));
+        out
+    }
+
+    fn route_statuses(&self, filter: Option<IpNet>) -> Vec<RouteStatus> {
+        let ctx = decision_ctx(&self.config, &self.sources);
+        let mut prefixes: Vec<IpNet> = match filter {
+            None => self.all_prefixes(),
+            Some(f) if f.prefix_len() == f.max_prefix_len() => {
+                // An address: longest-prefix match.
+                (0..=f.max_prefix_len())
+                    .rev()
+                    .filter_map(|len| {
+                        let candidate = IpNet::new(f.addr(), len).ok()?.trunc();
+                        self.rib.get(&candidate).map(|_| candidate)
+                    })
+                    .take(1)
+                    .collect()
+            }
+            Some(f) => {
+                let f = f.trunc();
+                self.rib.get(&f).map(|_| f).into_iter().collect()
+            }
+        };
+        prefixes.sort();
+        prefixes
+            .into_iter()
+            .filter_map(|p| self.rib.get(&p).map(|d| (p, d)))
+            .map(|(p, d)| self.route_status(p, d, &ctx))
+            .collect()
+    }
+
+    fn route_status(&self, prefix: IpNet, dest: &Dest, ctx: &DecisionCtx<'_>) -> RouteStatus {
+        let reasons = decision::explain(dest.paths(), ctx);
+        let selected = dest.selected().len();
+        let paths = dest
+            .paths()
+            .iter()
+            .zip(reasons)
+            .enumerate()
+            .map(|(i, (p, reason))| {
+                let a = &p.attrs;
+                let mut communities: Vec<String> = a
+                    .communities
+                    .iter()
+                    .map(|c| community_to_string(*c))
+                    .collect();
+                communities.extend(a.large_communities.iter().map(|c| c.to_string()));
+                PathStatus {
+                    from: self
+                        .source_name(p.source)
+                        .unwrap_or_else(|| format!("slot {}", p.source.0)),
+                    peer_address: self
+                        .sources
+                        .get(p.source.0 as usize)
+                        .and_then(|s| s.as_ref())
+                        .map(|s| s.address),
+                    next_hop: a.next_hop,
+                    as_path: a.as_path.to_string(),
+                    origin: a.origin.to_string(),
+                    med: a.med,
+                    local_pref: a.local_pref,
+                    communities,
+                    originator_id: a.originator_id,
+                    cluster_list: a.cluster_list.clone(),
+                    best: i == 0 && selected > 0,
+                    multipath: i < selected,
+                    stale: p.stale,
+                    reason,
+                }
+            })
+            .collect();
+        RouteStatus { prefix, paths }
+    }
+}
+
+fn count_paths(dest: &Dest, counts: &mut HashMap<SourceId, (u64, u64)>) {
+    for p in dest.paths() {
+        let c = counts.entry(p.source).or_default();
+        c.0 += 1;
+        if p.ineligible.is_none() {
+            c.1 += 1;
+        }
+    }
+}
+
+/// Build the next batch for one established peer: resends first, then pending prefixes run
+/// through export policy and compared with the Adj-RIB-Out, then End-of-RIB once the initial
+/// table is out.
+fn build_batch(
+    up: &mut Up,
+    rib: &Rib,
+    sources: &[Option<SourceInfo>],
+    config: &SpeakerConfig,
+    local: &LocalIdentity,
+    interner: &mut Interner,
+) -> OutBatch {
+    let mut batch = OutBatch::default();
+    let mut groups: HashMap<*const PathAttrs, usize> = HashMap::new();
+    let mut add = |batch: &mut OutBatch, prefix: IpNet, attrs: Arc<PathAttrs>| {
+        let key = Arc::as_ptr(&attrs);
+        match groups.get(&key) {
+            Some(&i) => batch.announce[i].1.push(prefix),
+            None => {
+                groups.insert(key, batch.announce.len());
+                batch.announce.push((attrs, vec![prefix]));
+            }
+        }
+    };
+    let mut count = 0;
+    while count < BATCH_PREFIXES {
+        let Some(p) = up.resend.pop_front() else {
+            break;
+        };
+        if let Some(a) = up.adj_out.get(&p) {
+            add(&mut batch, p, a.clone());
+            count += 1;
+        }
+    }
+    // Export results depend on the source attribute set, the source, and the family, not on
+    // the prefix (the prefix-dependent pool filter runs separately): cache them per batch.
+    let mut cache: HashMap<(*const PathAttrs, SourceId, Family), Option<Arc<PathAttrs>>> =
+        HashMap::new();
+    for prefix in up.pending.take(BATCH_PREFIXES - count) {
+        let family = Family::of(&prefix);
+        let exported = if !up.negotiated.families.contains(&family) {
+            None
+        } else {
+            rib.get(&prefix).and_then(|d| d.best()).and_then(|best| {
+                let source = ExportSource {
+                    id: best.source,
+                    peer: sources.get(best.source.0 as usize).and_then(|s| s.as_ref()),
+                };
+                if !best.source.is_local() && source.peer.is_none() {
+                    return None;
+                }
+                policy::check_prefix(&prefix, source, &config.export).ok()?;
+                cache
+                    .entry((Arc::as_ptr(&best.attrs), best.source, family))
+                    .or_insert_with(|| {
+                        policy::transform(family, &best.attrs, source, &up.target, local)
+                            .ok()
+                            .map(|a| interner.intern(a))
+                    })
+                    .clone()
+            })
+        };
+        match up.adj_out.update(prefix, exported) {
+            OutChange::None => {}
+            OutChange::Announce(a) => add(&mut batch, prefix, a),
+            OutChange::Withdraw => batch.withdraw.push(prefix),
+        }
+    }
+    if up.pending.is_empty() && up.resend.is_empty() && !up.eor_due.is_empty() {
+        batch.end_of_rib = std::mem::take(&mut up.eor_due);
+    }
+    batch
+}
+
+/// Wait for every task (what `futures::future::join_all` does, without the dependency).
+async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}

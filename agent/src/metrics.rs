@@ -446,6 +446,12 @@ impl<S: AgentState> MetricsEndpoint<S> {
         }
     }
 
+    /// Wait at most `deadline` for the speaker's snapshot (default 5 s).
+    pub fn with_snapshot_deadline(mut self, deadline: Duration) -> MetricsEndpoint<S> {
+        self.snapshot_deadline = deadline;
+        self
+    }
+
     /// Take a snapshot now and render every metric.
     pub async fn scrape(&self) -> HttpResponse {
         let deadline = self.snapshot_deadline;

@@ -100,17 +100,17 @@ async fn exchange(socket: &Path, request: &Request) -> Result<Reply, ClientError
     let io_err = |e| ClientError::from_io(socket, e);
     let stream = UnixStream::connect(socket).await.map_err(io_err)?;
     let (read, mut write) = stream.into_split();
-    write
-        .write_all(&encode_request(request))
-        .await
-        .map_err(io_err)?;
+    // An agent that refuses the connection (Busy) answers and closes before reading: the
+    // write then fails, but its answer is waiting to be read and says more.
+    let written = write.write_all(&encode_request(request)).await;
     let mut line = Vec::new();
-    BufReader::new(read)
+    let read = BufReader::new(read)
         .take(MAX_RESPONSE_BYTES)
         .read_until(b'\n', &mut line)
-        .await
-        .map_err(io_err)?;
+        .await;
     if line.is_empty() {
+        written.map_err(io_err)?;
+        read.map_err(io_err)?;
         return Err(ClientError::NoAnswer {
             socket: socket.to_path_buf(),
         });

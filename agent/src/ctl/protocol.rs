@@ -14,7 +14,9 @@
 //! `UnknownRequest`); changing the meaning or shape of an existing request or reply bumps
 //! `PROTOCOL_VERSION`, and the agent keeps answering every version from
 //! `MIN_PROTOCOL_VERSION`. The error envelope never changes, so any gingerctl can show any
-//! agent's refusal.
+//! agent's refusal. Adding a request (`IpamShow`, `GetEndpoints`, `RouteShowFib`, …) takes a
+//! `Request` variant listed in `Request::KINDS`, a `Reply` variant, an `AgentState` method and a
+//! `server` dispatch arm.
 
 use std::net::IpAddr;
 

@@ -15,7 +15,7 @@ use bgp::packet::{
     AfiSafi, Capability, CodecParams, GracefulRestartCap, Message, Notification, OpenMsg,
     RouteRefreshMsg, decode, encode_announce, encode_end_of_rib, encode_keepalive,
     encode_notification, encode_open, encode_route_refresh, encode_withdraw, frame_len,
-    zettabgp_panics_caught,
+    zettabgp_disagreements, zettabgp_panics_caught,
 };
 use bgp::types::{AsPath, AsSegment, Family, LargeCommunity, Origin, PathAttrs, RawAttr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -289,6 +289,7 @@ fn a_million_mutated_messages_never_panic_or_hang() {
         eprintln!("panic during fuzzing: {info}");
     }));
     let zetta_before = zettabgp_panics_caught();
+    let disagreements_before = zettabgp_disagreements();
     let param_sets = [
         params(true),
         params(false),
@@ -335,9 +336,11 @@ fn a_million_mutated_messages_never_panic_or_hang() {
     let elapsed = started.elapsed();
     panic::set_hook(default_hook);
     let zetta_panics = zettabgp_panics_caught() - zetta_before;
+    let disagreements = zettabgp_disagreements() - disagreements_before;
     println!(
         "seed {SEED:#x}: {MUTATIONS} mutated messages in {elapsed:?} (slowest {slowest:?}), \
-         zettabgp panics caught: {zetta_panics}, panic hook fired: {}\n{tally:#?}",
+         zettabgp panics caught: {zetta_panics}, zettabgp disagreements: {disagreements}, \
+         panic hook fired: {}\n{tally:#?}",
         PANICS_SEEN.load(Ordering::SeqCst)
     );
     assert_eq!(
@@ -346,6 +349,10 @@ fn a_million_mutated_messages_never_panic_or_hang() {
         "a panic fired during decoding"
     );
     assert_eq!(zetta_panics, 0, "zettabgp panicked on a validated message");
+    assert_eq!(
+        disagreements, 0,
+        "zettabgp rejected or misread a validated message"
+    );
     assert!(
         slowest < Duration::from_millis(200),
         "one decode took {slowest:?}"

@@ -36,7 +36,7 @@ pub use notification::{Notification, encode_notification};
 pub use open::encode_open;
 pub use route_refresh::encode_route_refresh;
 pub use update_encode::{encode_announce, encode_end_of_rib, encode_withdraw};
-pub use zetta::zettabgp_panics_caught;
+pub use zetta::{zettabgp_disagreements, zettabgp_panics_caught};
 
 use crate::types::{Asn, Family, PathAttrs};
 

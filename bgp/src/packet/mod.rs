@@ -9,6 +9,12 @@
 //!
 //! Data enters as `&[u8]` frames cut by [`frame_len`] and leaves as [`Message`]; outbound messages
 //! are appended to a `Vec<u8>` that the session writes to its socket.
+//!
+//! Map: `header` (framing), `open`, `notification`, `route_refresh`; for UPDATEs `update_walk`
+//! (the validator and RFC 7606 classifier), `zetta` (the only zettabgp caller), `update` (builds
+//! [`UpdateMsg`]), `update_encode` (announce/withdraw/End-of-RIB with splitting), `aspath` (AS
+//! paths and RFC 6793), `prefix` (NLRI), `attr` (attribute table), `error` (typed errors and
+//! their one mapping to [`Notification`]).
 
 mod aspath;
 pub mod attr;

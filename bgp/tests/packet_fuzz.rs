@@ -354,8 +354,8 @@ fn a_million_mutated_messages_never_panic_or_hang() {
         "zettabgp rejected or misread a validated message"
     );
     assert!(
-        slowest < Duration::from_millis(200),
-        "one decode took {slowest:?}"
+        slowest < Duration::from_secs(1),
+        "one decode took {slowest:?}: a hang"
     );
     // The mutations must reach every outcome, or the test is not exercising the decoder.
     assert!(tally.updates > 100_000 && tally.treat_as_withdraw > 1_000 && tally.discards > 100);

@@ -81,16 +81,17 @@ pub(crate) fn merge_as4_path(as_path: &AsPath, as4_path: &AsPath) -> Option<AsPa
             }
         }
     }
-    for seg in &as4_path.segments {
-        match (segments.last_mut(), seg) {
-            (Some(AsSegment::Sequence(prev)), AsSegment::Sequence(next))
-                if prev.len() + next.len() <= MAX_SEGMENT_ASNS =>
-            {
-                prev.extend_from_slice(next)
-            }
-            _ => segments.push(seg.clone()),
-        }
+    // Join the kept AS_PATH head and the AS4_PATH where both are sequences; leave the AS4_PATH's
+    // own segmentation alone.
+    let mut tail = as4_path.segments.iter().peekable();
+    if let (Some(AsSegment::Sequence(head)), Some(AsSegment::Sequence(first))) =
+        (segments.last_mut(), tail.peek())
+        && head.len() + first.len() <= MAX_SEGMENT_ASNS
+    {
+        head.extend_from_slice(first);
+        tail.next();
     }
+    segments.extend(tail.cloned());
     Some(AsPath { segments })
 }
 

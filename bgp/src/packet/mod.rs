@@ -9,6 +9,12 @@
 //!
 //! Data enters as `&[u8]` frames cut by [`frame_len`] and leaves as [`Message`]; outbound messages
 //! are appended to a `Vec<u8>` that the session writes to its socket.
+//!
+//! Map: `header` (framing), `open`, `notification`, `route_refresh`; for UPDATEs `update_walk`
+//! (the validator and RFC 7606 classifier), `zetta` (the only zettabgp caller), `update` (builds
+//! [`UpdateMsg`]), `update_encode` (announce/withdraw/End-of-RIB with splitting), `aspath` (AS
+//! paths and RFC 6793), `prefix` (NLRI), `attr` (attribute table), `error` (typed errors and
+//! their one mapping to [`Notification`]).
 
 mod aspath;
 pub mod attr;
@@ -36,7 +42,7 @@ pub use notification::{Notification, encode_notification};
 pub use open::encode_open;
 pub use route_refresh::encode_route_refresh;
 pub use update_encode::{encode_announce, encode_end_of_rib, encode_withdraw};
-pub use zetta::zettabgp_panics_caught;
+pub use zetta::{zettabgp_disagreements, zettabgp_panics_caught};
 
 use crate::types::{Asn, Family, PathAttrs};
 

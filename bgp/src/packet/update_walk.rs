@@ -317,7 +317,7 @@ fn check_attribute(
             Some(length_error("4"))
         }
         attr::ATOMIC_AGGREGATE if !v.is_empty() => Some(length_error("0")),
-        attr::AGGREGATOR if v.len() != 2 + asn_size => {
+        attr::AGGREGATOR if v.len() != 4 + asn_size => {
             Some(length_error(if asn_size == 4 { "8" } else { "6" }))
         }
         attr::COMMUNITIES | attr::CLUSTER_LIST if v.is_empty() || !v.len().is_multiple_of(4) => {

@@ -24,11 +24,18 @@ use super::update_walk::{AttrSpan, UpdateWalk};
 use crate::types::{Asn, Origin};
 
 static PANICS_CAUGHT: AtomicU64 = AtomicU64::new(0);
+static DISAGREEMENTS: AtomicU64 = AtomicU64::new(0);
 
 /// How many panics inside zettabgp `catch_unwind` has caught in this process. Each one became a
 /// session reset; with the validator in front it should stay zero.
 pub fn zettabgp_panics_caught() -> u64 {
     PANICS_CAUGHT.load(Ordering::Relaxed)
+}
+
+/// How many validated UPDATEs zettabgp rejected or decoded differently from the validator (each
+/// became a session reset with Malformed Attribute List). Should stay zero.
+pub fn zettabgp_disagreements() -> u64 {
+    DISAGREEMENTS.load(Ordering::Relaxed)
 }
 
 /// What zettabgp decoded, converted to Ginger's types.
@@ -121,6 +128,19 @@ fn cleaned_body(body: &[u8], walk: &UpdateWalk, with_attributes: bool) -> Vec<u8
 /// Decode the validated UPDATE `body` with zettabgp. `with_attributes` is false for a
 /// treat-as-withdraw message, where only prefixes matter.
 pub(crate) fn decode_update(
+    params: &CodecParams,
+    body: &[u8],
+    walk: &UpdateWalk,
+    with_attributes: bool,
+) -> Result<CodecOutput, UpdateError> {
+    let result = decode_cleaned(params, body, walk, with_attributes);
+    if result.is_err() {
+        DISAGREEMENTS.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+fn decode_cleaned(
     params: &CodecParams,
     body: &[u8],
     walk: &UpdateWalk,

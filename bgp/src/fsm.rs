@@ -18,9 +18,11 @@
 //! connection has received an OPEN (as BIRD does) — the back-to-back simulation in the tests shows
 //! this ends in one session without a flap where the other combinations do not. An incoming
 //! connection is accepted while Idle between retries (not while stopped) and refused while
-//! another incoming one exists or a session is Established. After an error the peer waits an
-//! idle-hold time that doubles per consecutive error up to 8× and is forgotten once a session has
-//! stayed Established for [`BACKOFF_RESET_AFTER`].
+//! another incoming one exists or a session is Established. With a zero hold time, OpenConfirm
+//! keeps the 4-minute OpenSent hold timer so a peer that never sends its KEEPALIVE cannot hold a
+//! connection forever. After an error the peer waits an idle-hold time that doubles per
+//! consecutive error up to 8× and is forgotten once a session has stayed Established for
+//! [`BACKOFF_RESET_AFTER`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -452,6 +454,7 @@ impl PeerFsm {
             ),
             (ConnState::Established(n), Message::RouteRefresh(rr)) => {
                 let wanted = route_refresh_wanted(n, &rr);
+                // Not required by RFC 4271, but the peer is evidently alive.
                 self.restart_hold(c, out);
                 if wanted {
                     out.push(Output::RouteRefresh(rr));
@@ -495,12 +498,11 @@ impl PeerFsm {
         let keepalive = negotiated.keepalive;
         self.set_conn(c, Some(ConnState::OpenConfirm(negotiated)));
         out.push(Output::Send(c, Message::Keepalive));
+        // RFC 4271 §4.2: a zero hold time means no hold and no keepalive timers once up; until
+        // the KEEPALIVE arrives the OpenSent hold timer stays, so a silent peer cannot wedge us.
         if hold > 0 {
             self.arm(Timer::Hold(c), secs(hold), out);
             self.arm(Timer::Keepalive(c), secs(keepalive), out);
-        } else {
-            // RFC 4271 §4.2: a zero hold time means no hold and no keepalive timers.
-            self.disarm(Timer::Hold(c), out);
         }
         if c == ConnId::In {
             // The peer's connection is progressing: stop connecting (as BIRD does).
@@ -664,13 +666,16 @@ impl PeerFsm {
         self.arm(Timer::IdleHold, self.backoff, out);
     }
 
+    /// Restart the hold timer of `c`; with a zero hold time, make sure none runs.
     fn restart_hold(&mut self, c: ConnId, out: &mut Vec<Output>) {
-        let hold = self
+        match self
             .conn(c)
             .and_then(ConnState::negotiated)
-            .map(|n| n.hold_time);
-        if let Some(hold) = hold.filter(|&h| h > 0) {
-            self.arm(Timer::Hold(c), secs(hold), out);
+            .map(|n| n.hold_time)
+        {
+            Some(0) => self.disarm(Timer::Hold(c), out),
+            Some(hold) => self.arm(Timer::Hold(c), secs(hold), out),
+            None => {}
         }
     }
 
@@ -1193,7 +1198,8 @@ mod tests {
                 ],
             ),
             row(
-                "§8.2.2 OpenSent, BGPOpen with hold time 0: no hold, no keepalive timer",
+                "§8.2.2 OpenSent, BGPOpen with hold time 0: no keepalive timer; the OpenSent \
+                 hold timer bounds the wait for KEEPALIVE",
                 Setup::OpenSentOut,
                 Message(
                     Out,
@@ -1202,7 +1208,6 @@ mod tests {
                 OpenConfirm,
                 vec![
                     send(Out, crate::packet::Message::Keepalive),
-                    stop(Timer::Hold(Out)),
                     changed(OpenSent, OpenConfirm),
                 ],
             ),
@@ -1973,6 +1978,58 @@ mod tests {
     }
 
     #[test]
+    fn zero_hold_time_runs_no_timers_once_established() {
+        // RFC 4271 §4.2, §10: hold time 0 disables the hold and keepalive timers.
+        use Input::*;
+        let mut f = PeerFsm::new(cfg(false));
+        feed(
+            &mut f,
+            vec![
+                Start,
+                ConnectSucceeded,
+                Message(
+                    Out,
+                    crate::packet::Message::Open(peer_open_with(PEER_ID, 0)),
+                ),
+            ],
+        );
+        let outs = f.process(Message(Out, crate::packet::Message::Keepalive));
+        assert_eq!(
+            outs[..2],
+            [
+                stop(Timer::Hold(Out)),
+                start(Timer::BackoffReset, BACKOFF_RESET_AFTER)
+            ]
+        );
+        assert_eq!(f.state(), Established);
+        assert_eq!(f.process(Message(Out, update())), vec![]);
+        assert_eq!(f.process(TimerExpired(Timer::Keepalive(Out))), vec![]);
+        assert_eq!(f.process(TimerExpired(Timer::Hold(Out))), vec![]);
+        assert_eq!(f.state(), Established);
+    }
+
+    #[test]
+    fn zero_hold_time_open_confirm_still_times_out() {
+        // A peer that never sends its KEEPALIVE must not keep the connection forever.
+        use Input::*;
+        let mut f = PeerFsm::new(cfg(false));
+        feed(
+            &mut f,
+            vec![
+                Start,
+                ConnectSucceeded,
+                Message(
+                    Out,
+                    crate::packet::Message::Open(peer_open_with(PEER_ID, 0)),
+                ),
+            ],
+        );
+        let outs = f.process(TimerExpired(Timer::Hold(Out)));
+        assert_eq!(outs[0], notify(Out, Notification::hold_timer_expired()));
+        assert_eq!(f.state(), Idle);
+    }
+
+    #[test]
     fn a_configured_keepalive_is_used() {
         use Input::*;
         let mut c = cfg(false);
@@ -2474,6 +2531,11 @@ mod tests {
                             self.nodes[m].slots[cm.index()] = None;
                             self.wires[w].open[m] = false;
                             self.input(m, Input::Closed(cm, "Connection reset by peer".into()));
+                        } else if self.nodes[m].attempt == Some(w) {
+                            // The RST beats the SYN-ACK: the connect fails.
+                            self.nodes[m].attempt = None;
+                            let reset = "Connection reset by peer".to_string();
+                            self.input(m, Input::ConnectFailed(reset));
                         }
                     }
                     self.wires[w].open = [false, false];
@@ -2530,11 +2592,24 @@ mod tests {
             };
             let lines: Vec<&String> = self.log.iter().filter(|l| !routine(l)).collect();
             let from = lines.len().saturating_sub(60);
-            lines[from..]
+            let mut text = lines[from..]
                 .iter()
                 .map(|l| l.as_str())
                 .collect::<Vec<_>>()
-                .join("\n")
+                .join("\n");
+            for (n, node) in self.nodes.iter().enumerate() {
+                let conns: Vec<_> = ConnId::BOTH
+                    .iter()
+                    .map(|&c| (c, node.slots[c.index()], node.fsm.connection_state(c)))
+                    .collect();
+                text.push_str(&format!(
+                    "\nnode {n}: {:?} conns {conns:?} attempt {:?} timers {:?}",
+                    node.fsm.state(),
+                    node.attempt,
+                    node.timers.keys().collect::<Vec<_>>()
+                ));
+            }
+            text
         }
     }
 

@@ -10,13 +10,19 @@
 //! (`TimerExpired`). UPDATE contents never pass through here.
 //!
 //! Choices worth knowing (BIRD's behaviour unless the RFC says otherwise): no DelayOpen, the OPEN
-//! is sent as soon as a connection exists; a collision is resolved as soon as one connection
-//! receives an OPEN while the other exists (the peer's identifier is then known), keeping the
-//! connection opened by the dominant side; an incoming connection is accepted while Idle between
-//! retries (not while stopped) and refused while another incoming one exists or a session is
-//! Established; outgoing attempts stop once the incoming connection has received an OPEN; after
-//! an error the peer waits an idle-hold time that doubles per consecutive error up to 8× and is
-//! forgotten once a session has stayed Established for [`BACKOFF_RESET_AFTER`].
+//! is sent as soon as a connection exists. Collisions keep the connection opened by the side with
+//! the higher BGP Identifier (the larger AS on a tie); an Established session always wins. The
+//! dominant side resolves as soon as an OPEN tells it the peer's identifier while its own
+//! connection exists; the other side resolves only when both of its connections have received an
+//! OPEN, because the dominant side abandons an outgoing connect still in flight once its incoming
+//! connection has received an OPEN (as BIRD does) — the back-to-back simulation in the tests shows
+//! this ends in one session without a flap where the other combinations do not. An incoming
+//! connection is accepted while Idle between retries (not while stopped) and refused while
+//! another incoming one exists or a session is Established. With a zero hold time, OpenConfirm
+//! keeps the 4-minute OpenSent hold timer so a peer that never sends its KEEPALIVE cannot hold a
+//! connection forever. After an error the peer waits an idle-hold time that doubles per
+//! consecutive error up to 8× and is forgotten once a session has stayed Established for
+//! [`BACKOFF_RESET_AFTER`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -448,6 +454,7 @@ impl PeerFsm {
             ),
             (ConnState::Established(n), Message::RouteRefresh(rr)) => {
                 let wanted = route_refresh_wanted(n, &rr);
+                // Not required by RFC 4271, but the peer is evidently alive.
                 self.restart_hold(c, out);
                 if wanted {
                     out.push(Output::RouteRefresh(rr));
@@ -467,16 +474,20 @@ impl PeerFsm {
                 Err(n) => return self.fail_with(c, n, out),
             };
         let other = c.other();
+        // §6.8: the connection opened by the dominant side is the one both sides keep.
+        let keep = if self.locally_dominant(&negotiated) {
+            ConnId::Out
+        } else {
+            ConnId::In
+        };
         match self.conn(other) {
             None => {}
             // §6.8: a collision with an Established session closes the new connection.
             Some(ConnState::Established(_)) => return self.close_collision(c, out),
+            // Only the dominant side resolves before the second OPEN: the peer may still
+            // abandon a connect we already accepted, so we must not bet on it yet.
+            Some(ConnState::OpenSent) if keep == ConnId::In => {}
             Some(_) => {
-                let keep = if self.locally_dominant(&negotiated) {
-                    ConnId::Out
-                } else {
-                    ConnId::In
-                };
                 if keep != c {
                     return self.close_collision(c, out);
                 }
@@ -487,12 +498,11 @@ impl PeerFsm {
         let keepalive = negotiated.keepalive;
         self.set_conn(c, Some(ConnState::OpenConfirm(negotiated)));
         out.push(Output::Send(c, Message::Keepalive));
+        // RFC 4271 §4.2: a zero hold time means no hold and no keepalive timers once up; until
+        // the KEEPALIVE arrives the OpenSent hold timer stays, so a silent peer cannot wedge us.
         if hold > 0 {
             self.arm(Timer::Hold(c), secs(hold), out);
             self.arm(Timer::Keepalive(c), secs(keepalive), out);
-        } else {
-            // RFC 4271 §4.2: a zero hold time means no hold and no keepalive timers.
-            self.disarm(Timer::Hold(c), out);
         }
         if c == ConnId::In {
             // The peer's connection is progressing: stop connecting (as BIRD does).
@@ -656,13 +666,16 @@ impl PeerFsm {
         self.arm(Timer::IdleHold, self.backoff, out);
     }
 
+    /// Restart the hold timer of `c`; with a zero hold time, make sure none runs.
     fn restart_hold(&mut self, c: ConnId, out: &mut Vec<Output>) {
-        let hold = self
+        match self
             .conn(c)
             .and_then(ConnState::negotiated)
-            .map(|n| n.hold_time);
-        if let Some(hold) = hold.filter(|&h| h > 0) {
-            self.arm(Timer::Hold(c), secs(hold), out);
+            .map(|n| n.hold_time)
+        {
+            Some(0) => self.disarm(Timer::Hold(c), out),
+            Some(hold) => self.arm(Timer::Hold(c), secs(hold), out),
+            None => {}
         }
     }
 
@@ -715,6 +728,7 @@ fn secs(s: u16) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::net::Ipv4Addr;
 
     use super::*;
@@ -1184,7 +1198,8 @@ mod tests {
                 ],
             ),
             row(
-                "§8.2.2 OpenSent, BGPOpen with hold time 0: no hold, no keepalive timer",
+                "§8.2.2 OpenSent, BGPOpen with hold time 0: no keepalive timer; the OpenSent \
+                 hold timer bounds the wait for KEEPALIVE",
                 Setup::OpenSentOut,
                 Message(
                     Out,
@@ -1193,7 +1208,6 @@ mod tests {
                 OpenConfirm,
                 vec![
                     send(Out, crate::packet::Message::Keepalive),
-                    stop(Timer::Hold(Out)),
                     changed(OpenSent, OpenConfirm),
                 ],
             ),
@@ -1669,6 +1683,18 @@ mod tests {
             Message(Out, peer_open(PEER_ID)),
             Accepted,
         ];
+        let out_confirm_in_sent_equal = vec![
+            Start,
+            ConnectSucceeded,
+            Message(Out, peer_open(LOCAL_ID)),
+            Accepted,
+        ];
+        let in_confirm_out_sent = vec![
+            Start,
+            ConnectSucceeded,
+            Accepted,
+            Message(In, peer_open(PEER_ID)),
+        ];
         let out_confirm_in_sent_low = vec![
             Start,
             ConnectSucceeded,
@@ -1678,29 +1704,38 @@ mod tests {
         let ka = crate::packet::Message::Keepalive;
         let rows: Vec<CollisionRow> = vec![
             (
-                "§6.8 peer dominant, OPEN on Out while In is OpenSent: close Out",
+                "§6.8 peer dominant, OPEN on Out while In is OpenSent: wait for In's OPEN",
                 both_open_sent.clone(),
                 Message(Out, peer_open(PEER_ID)),
-                OpenSent,
+                OpenConfirm,
                 vec![
-                    notify(Out, collision()),
-                    stop(Timer::Hold(Out)),
-                    Output::Close(Out),
+                    send(Out, ka.clone()),
+                    start(Timer::Hold(Out), s(90)),
+                    start(Timer::Keepalive(Out), s(30)),
+                    changed(OpenSent, OpenConfirm),
                 ],
             ),
             (
-                "§6.8 peer dominant, OPEN on In while Out is OpenSent: keep In",
+                "§6.8 peer dominant, OPEN on In while Out is OpenSent: wait for Out's OPEN",
                 both_open_sent.clone(),
                 Message(In, peer_open(PEER_ID)),
+                OpenConfirm,
+                vec![
+                    send(In, ka.clone()),
+                    start(Timer::Hold(In), s(90)),
+                    start(Timer::Keepalive(In), s(30)),
+                    changed(OpenSent, OpenConfirm),
+                ],
+            ),
+            (
+                "§6.8 peer dominant, OPEN on Out while In is OpenConfirm: close Out",
+                in_confirm_out_sent,
+                Message(Out, peer_open(PEER_ID)),
                 OpenConfirm,
                 vec![
                     notify(Out, collision()),
                     stop(Timer::Hold(Out)),
                     Output::Close(Out),
-                    send(In, ka.clone()),
-                    start(Timer::Hold(In), s(90)),
-                    start(Timer::Keepalive(In), s(30)),
-                    changed(OpenSent, OpenConfirm),
                 ],
             ),
             (
@@ -1731,13 +1766,17 @@ mod tests {
             ),
             (
                 "RFC 6286 §2.3 equal identifiers: the larger AS (the peer's) is dominant",
-                both_open_sent.clone(),
-                Message(Out, peer_open(LOCAL_ID)),
-                OpenSent,
+                out_confirm_in_sent_equal,
+                Message(In, peer_open(LOCAL_ID)),
+                OpenConfirm,
                 vec![
                     notify(Out, collision()),
                     stop(Timer::Hold(Out)),
+                    stop(Timer::Keepalive(Out)),
                     Output::Close(Out),
+                    send(In, ka.clone()),
+                    start(Timer::Hold(In), s(90)),
+                    start(Timer::Keepalive(In), s(30)),
                 ],
             ),
             (
@@ -1939,6 +1978,58 @@ mod tests {
     }
 
     #[test]
+    fn zero_hold_time_runs_no_timers_once_established() {
+        // RFC 4271 §4.2, §10: hold time 0 disables the hold and keepalive timers.
+        use Input::*;
+        let mut f = PeerFsm::new(cfg(false));
+        feed(
+            &mut f,
+            vec![
+                Start,
+                ConnectSucceeded,
+                Message(
+                    Out,
+                    crate::packet::Message::Open(peer_open_with(PEER_ID, 0)),
+                ),
+            ],
+        );
+        let outs = f.process(Message(Out, crate::packet::Message::Keepalive));
+        assert_eq!(
+            outs[..2],
+            [
+                stop(Timer::Hold(Out)),
+                start(Timer::BackoffReset, BACKOFF_RESET_AFTER)
+            ]
+        );
+        assert_eq!(f.state(), Established);
+        assert_eq!(f.process(Message(Out, update())), vec![]);
+        assert_eq!(f.process(TimerExpired(Timer::Keepalive(Out))), vec![]);
+        assert_eq!(f.process(TimerExpired(Timer::Hold(Out))), vec![]);
+        assert_eq!(f.state(), Established);
+    }
+
+    #[test]
+    fn zero_hold_time_open_confirm_still_times_out() {
+        // A peer that never sends its KEEPALIVE must not keep the connection forever.
+        use Input::*;
+        let mut f = PeerFsm::new(cfg(false));
+        feed(
+            &mut f,
+            vec![
+                Start,
+                ConnectSucceeded,
+                Message(
+                    Out,
+                    crate::packet::Message::Open(peer_open_with(PEER_ID, 0)),
+                ),
+            ],
+        );
+        let outs = f.process(TimerExpired(Timer::Hold(Out)));
+        assert_eq!(outs[0], notify(Out, Notification::hold_timer_expired()));
+        assert_eq!(f.state(), Idle);
+    }
+
+    #[test]
     fn a_configured_keepalive_is_used() {
         use Input::*;
         let mut c = cfg(false);
@@ -1949,5 +2040,712 @@ mod tests {
             vec![Start, ConnectSucceeded, Message(Out, peer_open(PEER_ID))],
         );
         assert!(outs.contains(&start(Timer::Keepalive(Out), s(10))));
+    }
+
+    // ===== randomized tests =====
+
+    /// xorshift64*: deterministic, so a failure replays from its seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn new(seed: u64) -> Rng {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.below(100) < percent
+        }
+
+        fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len() as u64) as usize].clone()
+        }
+    }
+
+    const ALL_TIMERS: [Timer; 7] = [
+        Timer::ConnectRetry,
+        Timer::IdleHold,
+        Timer::BackoffReset,
+        Timer::Hold(Out),
+        Timer::Hold(In),
+        Timer::Keepalive(Out),
+        Timer::Keepalive(In),
+    ];
+
+    /// Any message, well-formed or not for the state it arrives in.
+    fn random_message(rng: &mut Rng, peer_ids: &[Ipv4Addr], peer_asns: &[Asn]) -> Message {
+        match rng.below(7) {
+            0 | 1 => Message::Keepalive,
+            2 => update(),
+            3 => {
+                let id = rng.pick(peer_ids);
+                let asn = rng.pick(peer_asns);
+                Message::Open(OpenMsg {
+                    version: rng.pick(&[4, 4, 4, 3]),
+                    my_as: u16::try_from(asn).unwrap_or(23456),
+                    hold_time: rng.pick(&[0, 1, 3, 9, 90]),
+                    bgp_id: id,
+                    capabilities: vec![
+                        Capability::MultiProtocol(AfiSafi::of(rng.pick(&Family::ALL))),
+                        Capability::FourOctetAs(asn),
+                    ],
+                })
+            }
+            4 => Message::Notification(Notification::new(
+                rng.pick(&[1, 2, 3, 4, 5, 6, 99]),
+                rng.below(12) as u8,
+                vec![],
+            )),
+            5 => Message::RouteRefresh(rr(rng.pick(&Family::ALL), rng.below(4) as u8)),
+            _ => peer_open(rng.pick(peer_ids)),
+        }
+    }
+
+    fn random_input(rng: &mut Rng) -> Input {
+        let c = rng.pick(&ConnId::BOTH);
+        match rng.below(12) {
+            0 => Input::Start,
+            1 => Input::Stop(admin_shutdown()),
+            2 => Input::ConnectSucceeded,
+            3 => Input::ConnectFailed("Connection refused".into()),
+            4 => Input::Accepted,
+            5 => Input::Closed(c, "Connection reset by peer".into()),
+            6 => Input::DecodeError(c, Notification::new(1, 2, vec![0, 3])),
+            7 | 8 => Input::TimerExpired(rng.pick(&ALL_TIMERS)),
+            _ => Input::Message(
+                c,
+                random_message(rng, &[PEER_ID, LOW_PEER_ID, LOCAL_ID], &[PEER_AS, LOCAL_AS]),
+            ),
+        }
+    }
+
+    /// Arbitrary input sequences, including ones no driver would produce: `process` must not
+    /// panic and what it reports must stay consistent with what it says about itself.
+    #[test]
+    fn random_inputs_keep_the_fsm_consistent() {
+        let mut established_seen = 0;
+        for seed in 0..200 {
+            let mut rng = Rng::new(seed);
+            let mut f = PeerFsm::new(cfg(rng.chance(30)));
+            let mut shown = Idle;
+            let mut armed: BTreeSet<Timer> = BTreeSet::new();
+            for step in 0..2_000 {
+                let input = random_input(&mut rng);
+                let was_up = f.established_conn();
+                if let Input::TimerExpired(t) = &input {
+                    armed.remove(t);
+                }
+                let outs = f.process(input.clone());
+                let ctx = || format!("seed {seed} step {step}: {input:?} -> {outs:?}");
+                for o in &outs {
+                    match o {
+                        Output::StartTimer(t, _) => {
+                            armed.insert(*t);
+                        }
+                        Output::StopTimer(t) => assert!(armed.remove(t), "{}", ctx()),
+                        Output::StateChanged { from, to } => {
+                            assert_eq!(*from, shown, "{}", ctx());
+                            assert_ne!(from, to, "{}", ctx());
+                            shown = *to;
+                        }
+                        Output::Established { conn, negotiated } => {
+                            established_seen += 1;
+                            assert_eq!(f.established_conn(), Some(*conn), "{}", ctx());
+                            assert_eq!(f.negotiated(), Some(negotiated), "{}", ctx());
+                        }
+                        Output::SessionDown { .. } => {
+                            assert!(was_up.is_some(), "{}", ctx());
+                            assert_ne!(f.established_conn(), was_up, "{}", ctx());
+                        }
+                        Output::Reject => {
+                            assert_eq!(input, Input::Accepted, "{}", ctx())
+                        }
+                        Output::Send(c, _) => {
+                            assert!(
+                                f.connection_state(*c).is_some() || is_closed_after(&outs, *c),
+                                "{}",
+                                ctx()
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+                assert_eq!(shown, f.state(), "{}", ctx());
+                for t in &armed {
+                    if let Timer::Hold(c) | Timer::Keepalive(c) = t {
+                        assert!(f.connection_state(*c).is_some(), "{} armed {t:?}", ctx());
+                    }
+                }
+                let up = ConnId::BOTH
+                    .iter()
+                    .filter(|&&c| f.connection_state(c) == Some(Established))
+                    .count();
+                assert!(up <= 1, "{}", ctx());
+                assert_eq!(f.negotiated().is_some(), up == 1, "{}", ctx());
+            }
+        }
+        assert!(
+            established_seen > 50,
+            "the fuzz must reach Established: {established_seen}"
+        );
+    }
+
+    /// A Send on a connection the same batch then closes (NOTIFICATION before Close).
+    fn is_closed_after(outs: &[Output], c: ConnId) -> bool {
+        outs.contains(&Output::Close(c))
+    }
+
+    /// What travels between the two simulated speakers.
+    #[derive(Debug)]
+    enum Ev {
+        /// The SYN of this wire reaches the acceptor.
+        Syn(usize),
+        /// The initiator's connect on this wire completes.
+        SynAck(usize),
+        /// The initiator's connect on this wire is refused.
+        Refused(usize),
+        /// A message on a wire, to a node.
+        Data(usize, usize, Message),
+        /// The far end closed the wire, seen by a node.
+        Fin(usize, usize),
+        /// A timer of a node, with the generation it was armed with.
+        Timer(usize, Timer, u64),
+    }
+
+    /// One TCP connection between the two nodes.
+    struct Wire {
+        /// The node that connected.
+        from: usize,
+        /// Each node's end is still open.
+        open: [bool; 2],
+        /// Last delivery time towards each node (TCP keeps order).
+        last: [u64; 2],
+    }
+
+    /// One speaker: its FSM and what a driver would keep around it.
+    struct Node {
+        fsm: PeerFsm,
+        timers: BTreeMap<Timer, u64>,
+        /// The wire behind each ConnId (indexed like the FSM).
+        slots: [Option<usize>; 2],
+        /// The wire of a connect in flight.
+        attempt: Option<usize>,
+        shown: SessionState,
+        /// The wire of the Established session.
+        session: Option<usize>,
+        last_change_ms: u64,
+        /// Sessions established so far.
+        ups: u32,
+    }
+
+    /// Two FSMs back to back over simulated TCP with latency, on a virtual clock (ms).
+    struct Sim {
+        now: u64,
+        seq: u64,
+        generation: u64,
+        rng: Rng,
+        nodes: Vec<Node>,
+        wires: Vec<Wire>,
+        queue: BTreeMap<(u64, u64), Ev>,
+        min_latency: u64,
+        latency_spread: u64,
+        refuse_percent: u64,
+        /// Check that both sides never hold sessions on different wires.
+        strict: bool,
+        /// Cease/Connection Collision Resolution sent, by both nodes.
+        collisions: u32,
+        log: Vec<String>,
+    }
+
+    impl Sim {
+        fn new(seed: u64, cfgs: [FsmConfig; 2]) -> Sim {
+            let nodes = cfgs
+                .into_iter()
+                .map(|c| Node {
+                    fsm: PeerFsm::new(c),
+                    timers: BTreeMap::new(),
+                    slots: [None, None],
+                    attempt: None,
+                    shown: Idle,
+                    session: None,
+                    last_change_ms: 0,
+                    ups: 0,
+                })
+                .collect();
+            Sim {
+                now: 0,
+                seq: 0,
+                generation: 0,
+                rng: Rng::new(seed),
+                nodes,
+                wires: Vec::new(),
+                queue: BTreeMap::new(),
+                min_latency: 1,
+                latency_spread: 200,
+                refuse_percent: 0,
+                strict: true,
+                collisions: 0,
+                log: Vec::new(),
+            }
+        }
+
+        fn schedule(&mut self, at: u64, ev: Ev) {
+            self.seq += 1;
+            self.queue.insert((at, self.seq), ev);
+        }
+
+        /// Delivery time on a wire towards `to`, never before an earlier one (TCP order).
+        fn ordered(&mut self, w: usize, to: usize) -> u64 {
+            let lat = self.min_latency + self.rng.below(self.latency_spread + 1);
+            let t = (self.now + lat).max(self.wires[w].last[to]);
+            self.wires[w].last[to] = t;
+            t
+        }
+
+        fn slot_of(&self, n: usize, w: usize) -> Option<ConnId> {
+            ConnId::BOTH
+                .into_iter()
+                .find(|c| self.nodes[n].slots[c.index()] == Some(w))
+        }
+
+        fn live_conns(&self, n: usize) -> Vec<ConnId> {
+            ConnId::BOTH
+                .into_iter()
+                .filter(|c| self.nodes[n].slots[c.index()].is_some())
+                .collect()
+        }
+
+        fn input(&mut self, n: usize, input: Input) {
+            let outs = self.nodes[n].fsm.process(input.clone());
+            self.apply(n, &input, outs);
+        }
+
+        fn close_end(&mut self, w: usize, n: usize) {
+            self.wires[w].open[n] = false;
+            let other = 1 - n;
+            if self.wires[w].open[other] {
+                let t = self.ordered(w, other);
+                self.schedule(t, Ev::Fin(w, other));
+            }
+        }
+
+        /// Carry out a node's outputs as a driver would, checking them on the way.
+        fn apply(&mut self, n: usize, input: &Input, outs: Vec<Output>) {
+            let ctx = format!("t={} node {n}: {input:?} -> {outs:?}", self.now);
+            self.log.push(ctx.clone());
+            for o in outs {
+                match o {
+                    Output::Connect => {
+                        let node = &self.nodes[n];
+                        assert!(
+                            node.attempt.is_none() && node.slots[0].is_none(),
+                            "{ctx}: Connect while an outgoing connection exists"
+                        );
+                        let w = self.wires.len();
+                        self.wires.push(Wire {
+                            from: n,
+                            open: [true, true],
+                            last: [0, 0],
+                        });
+                        self.nodes[n].attempt = Some(w);
+                        if self.rng.chance(self.refuse_percent) {
+                            let t = self.now + self.min_latency;
+                            self.schedule(t, Ev::Refused(w));
+                        } else {
+                            let t = self.ordered(w, 1 - n);
+                            self.schedule(t, Ev::Syn(w));
+                        }
+                    }
+                    Output::Close(c) => {
+                        if c == Out && self.nodes[n].attempt.is_some() {
+                            let w = self.nodes[n].attempt.take().unwrap_or_default();
+                            self.close_end(w, n);
+                        } else if let Some(w) = self.nodes[n].slots[c.index()].take() {
+                            self.close_end(w, n);
+                        } else {
+                            panic!("{ctx}: Close({c:?}) with no such connection");
+                        }
+                    }
+                    Output::Reject => {
+                        assert_eq!(*input, Input::Accepted, "{ctx}: Reject out of place")
+                    }
+                    Output::Send(c, m) => {
+                        if m == Message::Notification(collision()) {
+                            self.collisions += 1;
+                        }
+                        let w = self.nodes[n].slots[c.index()]
+                            .unwrap_or_else(|| panic!("{ctx}: Send on closed {c:?}"));
+                        let t = self.ordered(w, 1 - n);
+                        self.schedule(t, Ev::Data(w, 1 - n, m));
+                    }
+                    Output::StartTimer(t, d) => {
+                        self.generation += 1;
+                        self.nodes[n].timers.insert(t, self.generation);
+                        let at = self.now + d.as_millis() as u64;
+                        self.schedule(at, Ev::Timer(n, t, self.generation));
+                    }
+                    Output::StopTimer(t) => {
+                        assert!(
+                            self.nodes[n].timers.remove(&t).is_some(),
+                            "{ctx}: StopTimer({t:?}) not armed"
+                        )
+                    }
+                    Output::StateChanged { from, to } => {
+                        assert_eq!(from, self.nodes[n].shown, "{ctx}");
+                        assert_ne!(from, to, "{ctx}");
+                        self.nodes[n].shown = to;
+                    }
+                    Output::Established { conn, .. } => {
+                        let w = self.nodes[n].slots[conn.index()];
+                        assert!(w.is_some(), "{ctx}: Established on a closed connection");
+                        assert!(self.nodes[n].session.is_none(), "{ctx}: second session");
+                        self.nodes[n].session = w;
+                        self.nodes[n].last_change_ms = self.now;
+                        self.nodes[n].ups += 1;
+                    }
+                    Output::SessionDown { .. } => {
+                        assert!(self.nodes[n].session.is_some(), "{ctx}: down without up");
+                        self.nodes[n].session = None;
+                        self.nodes[n].last_change_ms = self.now;
+                    }
+                    Output::RouteRefresh(_) => {}
+                }
+            }
+            self.check(n, &ctx);
+        }
+
+        /// Invariants between a node's FSM and its driver, and between the two nodes.
+        fn check(&self, n: usize, ctx: &str) {
+            let node = &self.nodes[n];
+            assert_eq!(
+                node.shown,
+                node.fsm.state(),
+                "{ctx}: state without StateChanged"
+            );
+            for c in ConnId::BOTH {
+                assert_eq!(
+                    node.fsm.connection_state(c).is_some(),
+                    node.slots[c.index()].is_some(),
+                    "{ctx}: FSM and driver disagree on {c:?}"
+                );
+            }
+            for t in node.timers.keys() {
+                if let Timer::Hold(c) | Timer::Keepalive(c) = t {
+                    assert!(
+                        node.slots[c.index()].is_some(),
+                        "{ctx}: {t:?} for a dead conn"
+                    );
+                }
+            }
+            let up = node.fsm.established_conn();
+            assert_eq!(
+                up.and_then(|c| node.slots[c.index()]),
+                node.session,
+                "{ctx}"
+            );
+            if let (true, Some(a), Some(b)) =
+                (self.strict, self.nodes[0].session, self.nodes[1].session)
+            {
+                assert_eq!(a, b, "{ctx}: sessions on different connections");
+            }
+        }
+
+        fn handle(&mut self, ev: Ev) {
+            match ev {
+                Ev::Syn(w) => {
+                    let from = self.wires[w].from;
+                    let to = 1 - from;
+                    let outs = self.nodes[to].fsm.process(Input::Accepted);
+                    let t = self.ordered(w, from);
+                    self.schedule(t, Ev::SynAck(w));
+                    if outs.contains(&Output::Reject) {
+                        self.wires[w].open[to] = false;
+                        let t = self.ordered(w, from);
+                        self.schedule(t, Ev::Fin(w, from));
+                    } else {
+                        assert!(self.nodes[to].slots[1].is_none(), "accepted a second In");
+                        self.nodes[to].slots[1] = Some(w);
+                    }
+                    self.apply(to, &Input::Accepted, outs);
+                }
+                Ev::SynAck(w) => {
+                    let n = self.wires[w].from;
+                    if self.nodes[n].attempt == Some(w) {
+                        self.nodes[n].attempt = None;
+                        self.nodes[n].slots[0] = Some(w);
+                        self.input(n, Input::ConnectSucceeded);
+                    }
+                }
+                Ev::Refused(w) => {
+                    let n = self.wires[w].from;
+                    if self.nodes[n].attempt == Some(w) {
+                        self.nodes[n].attempt = None;
+                        self.wires[w].open = [false, false];
+                        self.input(n, Input::ConnectFailed("Connection refused".into()));
+                    }
+                }
+                Ev::Data(w, to, m) => {
+                    if let Some(c) = self.slot_of(to, w) {
+                        self.input(to, Input::Message(c, m));
+                    }
+                }
+                Ev::Fin(w, to) => {
+                    if let Some(c) = self.slot_of(to, w) {
+                        self.nodes[to].slots[c.index()] = None;
+                        self.wires[w].open[to] = false;
+                        self.input(to, Input::Closed(c, "Connection closed".into()));
+                    }
+                }
+                Ev::Timer(n, t, g) => {
+                    if self.nodes[n].timers.get(&t) == Some(&g) {
+                        self.nodes[n].timers.remove(&t);
+                        self.input(n, Input::TimerExpired(t));
+                    }
+                }
+            }
+        }
+
+        /// One injected fault: a reset wire, a stop or start, a decode error, a bogus message,
+        /// or a timer firing early.
+        fn fault(&mut self) {
+            let n = self.rng.below(2) as usize;
+            let live = self.live_conns(n);
+            match self.rng.below(6) {
+                0 if !live.is_empty() => {
+                    let c = self.rng.pick(&live);
+                    let w = self.nodes[n].slots[c.index()].unwrap_or_default();
+                    for m in 0..2 {
+                        if let Some(cm) = self.slot_of(m, w) {
+                            self.nodes[m].slots[cm.index()] = None;
+                            self.wires[w].open[m] = false;
+                            self.input(m, Input::Closed(cm, "Connection reset by peer".into()));
+                        } else if self.nodes[m].attempt == Some(w) {
+                            // The RST beats the SYN-ACK: the connect fails.
+                            self.nodes[m].attempt = None;
+                            let reset = "Connection reset by peer".to_string();
+                            self.input(m, Input::ConnectFailed(reset));
+                        }
+                    }
+                    self.wires[w].open = [false, false];
+                }
+                1 => self.input(n, Input::Stop(admin_shutdown())),
+                2 => self.input(n, Input::Start),
+                3 if !live.is_empty() => {
+                    let c = self.rng.pick(&live);
+                    let err = Notification::new(code::UPDATE_MESSAGE, 1, vec![]);
+                    self.input(n, Input::DecodeError(c, err));
+                }
+                4 if !live.is_empty() => {
+                    let c = self.rng.pick(&live);
+                    let ids = [self.nodes[1 - n].fsm.config().local.router_id, LOW_PEER_ID];
+                    let asns = [self.nodes[n].fsm.config().peer_asn, 1];
+                    let m = random_message(&mut self.rng, &ids, &asns);
+                    self.input(n, Input::Message(c, m));
+                }
+                5 => {
+                    let t = self.rng.pick(&ALL_TIMERS);
+                    self.nodes[n].timers.remove(&t);
+                    self.input(n, Input::TimerExpired(t));
+                }
+                _ => {}
+            }
+        }
+
+        /// Run events until `until` (ms), injecting a fault before an event with the given
+        /// probability.
+        fn run(&mut self, until: u64, fault_percent: u64) {
+            while let Some((&(t, _), _)) = self.queue.first_key_value() {
+                if t > until {
+                    break;
+                }
+                if fault_percent > 0 && self.rng.chance(fault_percent) {
+                    self.fault();
+                    continue;
+                }
+                let Some(((t, _), ev)) = self.queue.pop_first() else {
+                    break;
+                };
+                self.now = t;
+                self.handle(ev);
+            }
+            self.now = self.now.max(until);
+        }
+
+        /// The last interesting lines of the log (routine keepalive traffic left out).
+        fn dump(&self) -> String {
+            let routine = |l: &&String| {
+                l.contains("TimerExpired(Keepalive(")
+                    || (l.contains(", Keepalive) -> [StartTimer(Hold(")
+                        && !l.contains("Established"))
+            };
+            let lines: Vec<&String> = self.log.iter().filter(|l| !routine(l)).collect();
+            let from = lines.len().saturating_sub(60);
+            let mut text = lines[from..]
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (n, node) in self.nodes.iter().enumerate() {
+                let conns: Vec<_> = ConnId::BOTH
+                    .iter()
+                    .map(|&c| (c, node.slots[c.index()], node.fsm.connection_state(c)))
+                    .collect();
+                text.push_str(&format!(
+                    "\nnode {n}: {:?} conns {conns:?} attempt {:?} timers {:?}",
+                    node.fsm.state(),
+                    node.attempt,
+                    node.timers.keys().collect::<Vec<_>>()
+                ));
+            }
+            text
+        }
+    }
+
+    const MIN: u64 = 60_000;
+
+    /// Two speakers configured for each other: node 0 is us (10.0.0.1, AS 64512), node 1 the
+    /// peer (`peer_id`, AS 65001).
+    fn pair(peer_id: Ipv4Addr, hold: u16, passive: [bool; 2]) -> [FsmConfig; 2] {
+        let mut a = cfg(passive[0]);
+        a.local.hold_time = hold;
+        let mut b = cfg(passive[1]);
+        b.local = LocalOpen::new(PEER_AS, peer_id, hold, vec![Family::Ipv4Unicast]);
+        b.peer_asn = LOCAL_AS;
+        [a, b]
+    }
+
+    /// Both ends hold one session, on the same connection, and nothing else is open.
+    fn assert_one_session(sim: &Sim, what: &str) -> usize {
+        let (a, b) = (sim.nodes[0].session, sim.nodes[1].session);
+        assert!(
+            a.is_some() && a == b,
+            "{what}: sessions {a:?} / {b:?}\n{}",
+            sim.dump()
+        );
+        for (n, node) in sim.nodes.iter().enumerate() {
+            assert_eq!(node.fsm.state(), Established, "{what}: node {n}");
+            assert_eq!(
+                sim.live_conns(n).len(),
+                1,
+                "{what}: node {n} has a spare connection"
+            );
+        }
+        a.unwrap_or_default()
+    }
+
+    #[test]
+    fn simultaneous_open_keeps_the_dominant_sides_connection() {
+        // RFC 4271 §6.8: both connect at once; both keep the connection the higher BGP
+        // Identifier opened, whichever side is ours.
+        for (peer_id, dominant) in [(PEER_ID, 1), (LOW_PEER_ID, 0)] {
+            let mut sim = Sim::new(1, pair(peer_id, 90, [false, false]));
+            sim.latency_spread = 0;
+            sim.min_latency = 10;
+            sim.input(0, Input::Start);
+            sim.input(1, Input::Start);
+            sim.run(MIN, 0);
+            let w = assert_one_session(&sim, "simultaneous open");
+            assert_eq!(
+                sim.wires[w].from,
+                dominant,
+                "peer id {peer_id}\n{}",
+                sim.dump()
+            );
+            assert_eq!(sim.wires.len(), 2, "one connection each way");
+            assert!(sim.nodes.iter().all(|n| n.fsm.last_error().is_none()));
+        }
+    }
+
+    #[test]
+    fn back_to_back_sessions_converge_with_random_latency() {
+        // Many orderings of the two OPEN exchanges: always exactly one session, reached
+        // without any error and without ever losing it (a wrong collision choice on one side
+        // shows up as an error or a second session).
+        let mut collisions = 0;
+        for seed in 0..1_000 {
+            let peer_id = [PEER_ID, LOW_PEER_ID, LOCAL_ID][(seed % 3) as usize];
+            let passive = match seed % 5 {
+                0 => [true, false],
+                1 => [false, true],
+                _ => [false, false],
+            };
+            let mut sim = Sim::new(seed, pair(peer_id, 9, passive));
+            sim.latency_spread = 1 + seed % 300;
+            sim.input(0, Input::Start);
+            let head_start_given = seed % 4 == 0;
+            if head_start_given {
+                let head_start = sim.rng.below(3_000);
+                sim.run(head_start, 0);
+            }
+            sim.input(1, Input::Start);
+            sim.run(5 * MIN, 0);
+            assert_one_session(&sim, &format!("seed {seed}"));
+            for (n, node) in sim.nodes.iter().enumerate() {
+                let what = format!("seed {seed} node {n}");
+                assert_eq!(node.ups, 1, "{what}: sessions came up {} times", node.ups);
+                if !head_start_given {
+                    // A peer that is not started yet refuses us; otherwise nothing fails.
+                    assert_eq!(node.fsm.last_error(), None, "{what}\n{}", sim.dump());
+                }
+            }
+            collisions += sim.collisions;
+        }
+        assert!(
+            collisions > 100,
+            "collisions must be exercised: {collisions}"
+        );
+    }
+
+    #[test]
+    fn back_to_back_sessions_survive_random_faults() {
+        // Resets, stops, decode errors, bogus messages, early timers and refused connects;
+        // afterwards the two must settle on exactly one stable session.
+        for seed in 0..150 {
+            let peer_id = match seed % 3 {
+                0 => PEER_ID,
+                1 => LOW_PEER_ID,
+                _ => LOCAL_ID, // equal identifiers on eBGP: RFC 6286 §2.3
+            };
+            let hold = [0, 3, 9, 90][(seed % 4) as usize];
+            let passive = if seed % 7 == 0 {
+                [false, true]
+            } else {
+                [false, false]
+            };
+            let mut sim = Sim::new(seed, pair(peer_id, hold, passive));
+            sim.strict = false;
+            sim.refuse_percent = 10;
+            sim.input(0, Input::Start);
+            sim.input(1, Input::Start);
+            sim.run(10 * MIN, 3);
+
+            sim.strict = true;
+            sim.refuse_percent = 0;
+            sim.input(0, Input::Start);
+            sim.input(1, Input::Start);
+            let calm = sim.now;
+            sim.run(calm + 15 * MIN, 0);
+            assert_one_session(&sim, &format!("seed {seed}"));
+            for (n, node) in sim.nodes.iter().enumerate() {
+                assert!(
+                    node.last_change_ms < calm + 5 * MIN,
+                    "seed {seed}: node {n} still flapping at {}\n{}",
+                    node.last_change_ms,
+                    sim.dump()
+                );
+            }
+        }
     }
 }

@@ -1,1 +1,4 @@
 //! The Ginger node agent: wires the BGP speaker to its datastore, health, metrics and CLI.
+
+pub mod datastore;
+pub mod selector;

@@ -24,7 +24,10 @@ pub fn parse(text: &str, source: &str) -> Result<ClusterConfig, ConfigError> {
     let documents: Vec<Node> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(|e| ConfigError::Yaml {
             file: source.to_string(),
-            message: e.to_string(),
+            // The library's hint names its own option, which a cluster file cannot set.
+            message: e
+                .to_string()
+                .replace(", set DuplicateKeyPolicy in Options if acceptable", ""),
         })?;
     let mut resources = Vec::new();
     let mut problems = Vec::new();

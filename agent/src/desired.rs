@@ -204,7 +204,12 @@ pub fn desired_bgp(cluster: &ClusterConfig, node_name: &str) -> Result<DesiredBg
         let hint = match tree::closest(node_name, &names) {
             Some(close) => format!("; did you mean {close:?}?"),
             None if names.is_empty() => "; the file defines no Node".to_string(),
-            None => format!("; nodes defined: {}", names.join(", ")),
+            None if names.len() <= 10 => format!("; nodes defined: {}", names.join(", ")),
+            None => format!(
+                "; nodes defined: {}, … ({} in all)",
+                names[..10].join(", "),
+                names.len()
+            ),
         };
         return Err(node_error(format!("is not defined{hint}")));
     };

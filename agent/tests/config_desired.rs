@@ -454,3 +454,72 @@ spec:
         vec!["Node_10_5_0_1 NodeSpecific 10.5.0.1:179 as=64512 src=10.5.0.2 hold=9"]
     );
 }
+
+/// A global BGPPeer selecting route reflectors by label, without nodeSelector: clients get
+/// `Global_` sessions (passive when the reflector's address string is greater: the reflector
+/// connects), reflectors get `Node_` reverse sessions to every client (always active). Every
+/// pair of nodes that peers must have at least one active side.
+#[test]
+fn global_peer_selector_always_has_an_active_side() {
+    let mut text = String::from(
+        "apiVersion: ginger.dev/v1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {nodeToNodeMeshEnabled: false}\n---\napiVersion: ginger.dev/v1\nkind: BGPPeer\nmetadata: {name: to-rrs}\nspec: {peerSelector: \"rr == 'yes'\"}\n",
+    );
+    // Addresses chosen so string and numeric order disagree.
+    let nodes = [
+        ("c1", "10.9.0.2", false),
+        ("c2", "10.9.0.30", false),
+        ("r1", "10.9.0.10", true),
+        ("r2", "10.9.0.9", true),
+    ];
+    for (name, ip, rr) in nodes {
+        let labels = if rr { "{rr: 'yes'}" } else { "{}" };
+        let cluster = if rr {
+            ", routeReflectorClusterID: 244.0.0.1"
+        } else {
+            ""
+        };
+        text += &format!(
+            "---\napiVersion: ginger.dev/v1\nkind: Node\nmetadata: {{name: {name}, labels: {labels}}}\nspec: {{bgp: {{ipv4Address: {ip}/24{cluster}}}}}\n"
+        );
+    }
+    let c = parse(&text, "inline.yaml").unwrap();
+    let all: Vec<(&str, DesiredBgp)> = nodes.iter().map(|(n, _, _)| (*n, desired(&c, n))).collect();
+    let c1 = &all[0].1;
+    assert_eq!(
+        peers(c1),
+        vec![
+            "Global_10_9_0_10 Global 10.9.0.10:179 as=64512 src=10.9.0.2 hold=240",
+            "Global_10_9_0_9 Global 10.9.0.9:179 as=64512 passive src=10.9.0.2 hold=240",
+        ]
+    );
+    let r1 = &all[2].1;
+    assert_eq!(
+        peers(r1),
+        vec![
+            "Global_10_9_0_9 Global 10.9.0.9:179 as=64512 passive src=10.9.0.10 hold=240",
+            "Node_10_9_0_2 NodeSpecific 10.9.0.2:179 as=64512 rr_client src=10.9.0.10 hold=240",
+            "Node_10_9_0_30 NodeSpecific 10.9.0.30:179 as=64512 rr_client src=10.9.0.10 hold=240",
+        ]
+    );
+    for (a, da) in &all {
+        for p in da.speaker.peers.values() {
+            let (b, db) = all
+                .iter()
+                .find(|(_, d)| {
+                    d.speaker.local_ipv4
+                        == Some(match p.address {
+                            std::net::IpAddr::V4(v4) => v4,
+                            _ => unreachable!(),
+                        })
+                })
+                .unwrap();
+            let back = db
+                .speaker
+                .peers
+                .values()
+                .find(|q| Some(q.address) == da.speaker.local_ipv4.map(Into::into));
+            let back = back.unwrap_or_else(|| panic!("{b} has no session back to {a}"));
+            assert!(!(p.passive && back.passive), "{a} <-> {b}: both passive");
+        }
+    }
+}

@@ -393,3 +393,47 @@ fn a_missing_file_names_the_path() {
         "{e}"
     );
 }
+
+#[test]
+fn metadata_and_spec_problems_are_reported_together() {
+    let got = errors(
+        "apiVersion: ginger.dev/v1\nkind: IPPool\nmetadata: {name: Pods}\nspec: {cidr: 10.244.0.1/16}\n",
+    );
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].contains("(IPPool \"Pods\"): metadata.name: expected a name"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].contains("(IPPool \"Pods\"): spec.cidr: \"10.244.0.1/16\" has host bits set"),
+        "{}",
+        got[1]
+    );
+}
+
+#[test]
+fn a_bad_community_does_not_hide_the_good_names() {
+    let got = errors(
+        "apiVersion: ginger.dev/v1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec:\n  communities:\n    - {name: good, value: '65000:1'}\n    - {name: bad, value: 'x:y'}\n  prefixAdvertisements:\n    - {cidr: 10.96.0.0/12, communities: [good]}\n",
+    );
+    assert_eq!(
+        got,
+        vec![
+            "cluster.yaml: document 1 (BGPConfiguration \"default\"): spec.communities[1].value: \"x:y\" is not a community value (aa:nn or aa:nn:mm) (line 7)"
+        ]
+    );
+}
+
+#[test]
+fn a_missing_name_is_reported_once() {
+    assert_eq!(
+        errors(
+            "apiVersion: ginger.dev/v1\nkind: BGPConfiguration\nmetadata: {}\nspec: {listenPort: 0}\n"
+        ),
+        vec![
+            "cluster.yaml: document 1 (BGPConfiguration): metadata.name: missing; every resource needs a name (line 3)",
+            "cluster.yaml: document 1 (BGPConfiguration): spec.listenPort: expected a TCP port (1-65535), got the number 0 (line 4)",
+        ]
+    );
+}

@@ -3,7 +3,7 @@
 //! Owns: the schema of each kind (which fields exist, which Calico fields Ginger refuses and
 //! why, their types, ranges and defaults) and the checks that involve only one document (e.g.
 //! `node` and `nodeSelector` both set). Must not: compare documents (that is `validate`) or read
-//! files. A `tree::Node` enters; a `Resource` (or nothing) and the problems found leave. Every
+//! files. A `tree::YamlNode` enters; a `Resource` (or nothing) and the problems found leave. Every
 //! problem found in a document is reported, not just the first.
 
 use std::collections::BTreeSet;
@@ -11,23 +11,32 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use bgp::config::{DEFAULT_HOLD_TIME, NextHopMode};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 use super::model::{
     AllowedUse, AssignmentMode, BgpConfiguration, BgpPeer, BindMode, CommunityValue, ConfigScope,
     DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6, IpPool, Kind, LogSeverity, Metadata,
-    NamedCommunity, Node as NodeResource, NodeBgp, PeerScope, PeerTarget, PrefixAdvertisement,
-    Resource, ReversePeering, SourceAddress,
+    NamedCommunity, Node, NodeBgp, PeerScope, PeerTarget, PrefixAdvertisement, Resource,
+    ReversePeering, SourceAddress,
 };
 use super::tree::{
-    self, MapReader, Node, Problems, Unsupported, Value, asn, boolean, closest, int_in, join, list,
-    one_of, port, seconds_in, string, string_map,
+    self, MapReader, Problems, Unsupported, Value, YamlNode, asn, boolean, closest, int_in, join,
+    list, one_of, port, seconds_in, string, string_map,
 };
 use super::{DocRef, Problem};
 use crate::selector::Selector;
 
 /// The `apiVersion`s accepted (same schema).
 pub const API_VERSIONS: [&str; 2] = ["ginger.dev/v1", "projectcalico.org/v3"];
+
+/// IPv4 link-local addresses (RFC 3927): never a pool (pods would collide with 169.254.1.1).
+const LINK_LOCAL_V4: IpNet =
+    IpNet::new_assert(IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 0, 0)), 16);
+/// IPv6 link-local unicast (RFC 4291 §2.5.6).
+const LINK_LOCAL_V6: IpNet = IpNet::new_assert(
+    IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)),
+    10,
+);
 
 /// RFC 4724 §3: the Restart Time field is 12 bits.
 const MAX_RESTART_TIME: u64 = 4095;
@@ -38,7 +47,7 @@ const SERVER_METADATA: &str =
 
 /// Decode document number `index` (1-based). Returns the resource when it is valid, and every
 /// problem found (also when it is valid there are none).
-pub fn document(node: &Node, index: usize) -> (Option<Resource>, Vec<Problem>) {
+pub fn document(node: &YamlNode, index: usize) -> (Option<Resource>, Vec<Problem>) {
     let mut problems = Problems::new(DocRef {
         index,
         kind: None,
@@ -48,7 +57,7 @@ pub fn document(node: &Node, index: usize) -> (Option<Resource>, Vec<Problem>) {
     (resource, problems.list)
 }
 
-fn decode_document(node: &Node, index: usize, problems: &mut Problems) -> Option<Resource> {
+fn decode_document(node: &YamlNode, index: usize, problems: &mut Problems) -> Option<Resource> {
     // Name the kind and name in every message, even those found before they are validated.
     if let Value::Map(entries) = &node.value {
         let text = |key: &str| {
@@ -148,7 +157,8 @@ fn decode_document(node: &Node, index: usize, problems: &mut Problems) -> Option
 
     let spec = top.get("spec");
     let spec_line = top.line_of("spec").max(node.line);
-    let (kind, metadata) = (kind?, metadata?);
+    // The spec is checked even when the metadata is wrong, so one pass reports both.
+    let (kind, metadata) = (kind?, metadata.unwrap_or_default());
     let resource = match kind {
         Kind::BgpConfiguration => {
             bgp_configuration(metadata, spec, problems).map(Resource::BgpConfiguration)
@@ -202,7 +212,7 @@ pub fn valid_name(name: &str) -> bool {
 const NAME_RULE: &str =
     "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit";
 
-fn name_field(node: &Node, path: &str, problems: &mut Problems) -> Option<String> {
+fn name_field(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<String> {
     let name = string(node, path, problems)?;
     if valid_name(&name) {
         Some(name)
@@ -244,7 +254,7 @@ fn valid_label_value(value: &str) -> bool {
                 .is_some_and(|b| b.is_ascii_alphanumeric()))
 }
 
-fn metadata(node: &Node, kind: Option<Kind>, problems: &mut Problems) -> Option<Metadata> {
+fn metadata(node: &YamlNode, kind: Option<Kind>, problems: &mut Problems) -> Option<Metadata> {
     let unsupported: &[Unsupported] = &[
         (
             "namespace",
@@ -360,10 +370,12 @@ const PER_NODE_FIELDS: &[&str] = &[
 
 fn bgp_configuration(
     metadata: Metadata,
-    spec: Option<&Node>,
+    spec: Option<&YamlNode>,
     problems: &mut Problems,
 ) -> Option<BgpConfiguration> {
-    let scope = if metadata.name == "default" {
+    let scope = if metadata.name.is_empty() {
+        None // a missing or unreadable name is already reported
+    } else if metadata.name == "default" {
         Some(ConfigScope::Global)
     } else if let Some(node) = metadata.name.strip_prefix("node.") {
         if valid_name(node) {
@@ -467,13 +479,15 @@ fn bgp_configuration(
             prefix_advertisement(item, path, pr, &config.communities)
         })
     });
-    if !config.communities.is_empty()
-        && config
-            .prefix_advertisements
-            .as_ref()
-            .is_none_or(Vec::is_empty)
-        && r.get("prefixAdvertisements").is_none()
-    {
+    let no_advertisements = match r.get("prefixAdvertisements") {
+        None => true,
+        Some(YamlNode {
+            value: Value::Seq(items),
+            ..
+        }) => items.is_empty(),
+        Some(_) => false,
+    };
+    if !config.communities.is_empty() && no_advertisements {
         problems.push(
             "spec.communities",
             r.line_of("communities"),
@@ -496,7 +510,7 @@ fn bgp_configuration(
     Some(config)
 }
 
-fn log_severity(node: &Node, path: &str, problems: &mut Problems) -> Option<LogSeverity> {
+fn log_severity(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<LogSeverity> {
     // Calico's pattern is case-insensitive: ^(?i)(Trace|Debug|Info|Warning|Error|Fatal)?$
     let choices = [
         ("Trace", LogSeverity::Trace),
@@ -516,7 +530,7 @@ fn log_severity(node: &Node, path: &str, problems: &mut Problems) -> Option<LogS
     None
 }
 
-fn service_block(node: &Node, path: &str, problems: &mut Problems) -> Option<IpNet> {
+fn service_block(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<IpNet> {
     let r = MapReader::new(node, path, &["cidr"], &[], problems)?;
     match r.get("cidr") {
         Some(c) => tree::cidr(c, &r.path("cidr"), problems, false),
@@ -531,8 +545,22 @@ fn service_block(node: &Node, path: &str, problems: &mut Problems) -> Option<IpN
     }
 }
 
-fn communities(node: &Node, path: &str, problems: &mut Problems) -> Option<Vec<NamedCommunity>> {
-    let items = list(node, path, problems, |item, path, problems| {
+/// The valid entries of `communities`; bad ones are reported and left out, so that the names
+/// the good ones define still resolve in `prefixAdvertisements` (no follow-on errors).
+fn communities(
+    node: &YamlNode,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Vec<NamedCommunity>> {
+    let YamlNode {
+        value: Value::Seq(entries),
+        ..
+    } = node
+    else {
+        problems.expected(path, node, "a list of {name, value}");
+        return None;
+    };
+    let read_one = |item: &YamlNode, path: &str, problems: &mut Problems| {
         let r = MapReader::new(item, path, &["name", "value"], &[], problems)?;
         let name = match r.get("name") {
             Some(n) => string(n, &r.path("name"), problems),
@@ -564,7 +592,12 @@ fn communities(node: &Node, path: &str, problems: &mut Problems) -> Option<Vec<N
             name: name?,
             value: value?,
         })
-    })?;
+    };
+    let items: Vec<NamedCommunity> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| read_one(item, &format!("{path}[{i}]"), problems))
+        .collect();
     let mut seen = BTreeSet::new();
     for (i, c) in items.iter().enumerate() {
         if !seen.insert(c.name.clone()) {
@@ -579,7 +612,7 @@ fn communities(node: &Node, path: &str, problems: &mut Problems) -> Option<Vec<N
 }
 
 fn prefix_advertisement(
-    node: &Node,
+    node: &YamlNode,
     path: &str,
     problems: &mut Problems,
     defined: &[NamedCommunity],
@@ -673,11 +706,11 @@ const NODE_SPEC_UNSUPPORTED: &[Unsupported] = &[
 
 fn node_resource(
     metadata: Metadata,
-    spec: Option<&Node>,
+    spec: Option<&YamlNode>,
     problems: &mut Problems,
-) -> Option<NodeResource> {
+) -> Option<Node> {
     let Some(spec) = spec else {
-        return Some(NodeResource {
+        return Some(Node {
             metadata,
             bgp: None,
         });
@@ -687,10 +720,10 @@ fn node_resource(
         None => None,
         Some(b) => Some(node_bgp(b, "spec.bgp", problems)?),
     };
-    Some(NodeResource { metadata, bgp })
+    Some(Node { metadata, bgp })
 }
 
-fn node_bgp(node: &Node, path: &str, problems: &mut Problems) -> Option<NodeBgp> {
+fn node_bgp(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<NodeBgp> {
     let r = MapReader::new(
         node,
         path,
@@ -708,17 +741,17 @@ fn node_bgp(node: &Node, path: &str, problems: &mut Problems) -> Option<NodeBgp>
     )?;
     let before = problems.list.len();
     let bgp = NodeBgp {
-        ipv4_address: r.read("ipv4Address", problems, |n, p, pr| {
-            interface_address(n, p, pr, true).map(|net| match net {
-                IpNet::V4(v4) => v4,
-                IpNet::V6(_) => Ipv4Net::default(),
-            })
+        ipv4_address: r.read("ipv4Address", problems, |n, p, pr| match interface_address(
+            n, p, pr, true,
+        )? {
+            IpNet::V4(v4) => Some(v4),
+            IpNet::V6(_) => None,
         }),
-        ipv6_address: r.read("ipv6Address", problems, |n, p, pr| {
-            interface_address(n, p, pr, false).map(|net| match net {
-                IpNet::V6(v6) => v6,
-                IpNet::V4(_) => Ipv6Net::default(),
-            })
+        ipv6_address: r.read("ipv6Address", problems, |n, p, pr| match interface_address(
+            n, p, pr, false,
+        )? {
+            IpNet::V6(v6) => Some(v6),
+            IpNet::V4(_) => None,
         }),
         as_number: r.read("asNumber", problems, asn),
         route_reflector_cluster_id: r.read("routeReflectorClusterID", problems, |n, p, pr| {
@@ -750,7 +783,12 @@ fn node_bgp(node: &Node, path: &str, problems: &mut Problems) -> Option<NodeBgp>
 }
 
 /// A node address with its subnet length (`10.0.0.5/24`); a bare address means a /32 or /128.
-fn interface_address(node: &Node, path: &str, problems: &mut Problems, v4: bool) -> Option<IpNet> {
+fn interface_address(
+    node: &YamlNode,
+    path: &str,
+    problems: &mut Problems,
+    v4: bool,
+) -> Option<IpNet> {
     let s = string(node, path, problems)?;
     let text = s.trim();
     let parsed = IpNet::from_str(text)
@@ -844,7 +882,7 @@ pub fn parse_peer_ip(text: &str) -> Result<(IpAddr, Option<u16>), String> {
     Ok((ip, port))
 }
 
-fn bgp_peer(metadata: Metadata, spec: &Node, problems: &mut Problems) -> Option<BgpPeer> {
+fn bgp_peer(metadata: Metadata, spec: &YamlNode, problems: &mut Problems) -> Option<BgpPeer> {
     let r = MapReader::new(
         spec,
         "spec",
@@ -1034,7 +1072,7 @@ const IP_POOL_FIELDS: &[&str] = &[
     "vxlanMode",
 ];
 
-fn ip_pool(metadata: Metadata, spec: &Node, problems: &mut Problems) -> Option<IpPool> {
+fn ip_pool(metadata: Metadata, spec: &YamlNode, problems: &mut Problems) -> Option<IpPool> {
     let r = MapReader::new(
         spec,
         "spec",
@@ -1057,9 +1095,9 @@ fn ip_pool(metadata: Metadata, spec: &Node, problems: &mut Problems) -> Option<I
         }
     };
     if let Some(net) = cidr {
-        let link_local: IpNet = match net {
-            IpNet::V4(_) => "169.254.0.0/16".parse().unwrap_or_default(),
-            IpNet::V6(_) => "fe80::/10".parse().unwrap_or_default(),
+        let link_local = match net {
+            IpNet::V4(_) => LINK_LOCAL_V4,
+            IpNet::V6(_) => LINK_LOCAL_V6,
         };
         if link_local.contains(&net) || net.contains(&link_local) {
             problems.push(
@@ -1199,7 +1237,7 @@ mod tests {
     use super::*;
 
     fn decode(yaml: &str) -> (Option<Resource>, Vec<String>) {
-        let node: Node = serde_saphyr::from_str(yaml).unwrap();
+        let node: YamlNode = serde_saphyr::from_str(yaml).unwrap();
         let (r, p) = document(&node, 1);
         (r, p.iter().map(|p| p.to_string()).collect())
     }

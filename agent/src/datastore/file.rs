@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::tree::Node;
+use super::tree::YamlNode;
 use super::{ClusterConfig, ConfigError, DocRef, decode, validate};
 
 /// Parse the text of a cluster file; `source` names it in messages (usually the path).
@@ -21,8 +21,8 @@ pub fn parse(text: &str, source: &str) -> Result<ClusterConfig, ConfigError> {
         leading_zero_numbers_as_strings: true,
         with_snippet: false,
     };
-    let documents: Vec<Node> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| ConfigError::Yaml {
+    let documents: Vec<YamlNode> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| ConfigError::Yaml {
             file: source.to_string(),
             // The library's hint names its own option, which a cluster file cannot set.
             message: e

@@ -1,10 +1,10 @@
 //! A cluster-file document as a plain tree that remembers source lines, and the checked readers
 //! that turn its nodes into typed values while recording every problem with its field path.
 //!
-//! Owns: `Node`/`Value` (built from serde-saphyr's events with `deserialize_any`, so the error
+//! Owns: `YamlNode`/`Value` (built from serde-saphyr's events with `deserialize_any`, so the error
 //! messages are Ginger's and name the field, not serde's) and `Problems`/`MapReader`, the small
 //! vocabulary the per-kind decoders use (`string`, `boolean`, `asn`, `cidr`, …). Must not: know any
-//! resource kind (that is `decode`) or read files (that is `file`). Data enters as a `Node` per
+//! resource kind (that is `decode`) or read files (that is `file`). Data enters as a `YamlNode` per
 //! document and leaves as typed values plus a list of `Problem`s; nothing here stops at the first
 //! problem.
 
@@ -25,7 +25,7 @@ use crate::selector::Selector;
 /// One node of a document: its value and the 1-based line it starts on (0 when unknown, e.g.
 /// for a tree built from JSON).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
+pub struct YamlNode {
     /// Where the value starts in the file.
     pub line: u32,
     /// The value.
@@ -46,9 +46,9 @@ pub enum Value {
     /// A string (quoted, or plain and not a number/bool/null).
     Str(String),
     /// A sequence.
-    Seq(Vec<Node>),
+    Seq(Vec<YamlNode>),
     /// A mapping, in file order; keys are strings (numeric keys are kept as their text).
-    Map(Vec<(Key, Node)>),
+    Map(Vec<(Key, YamlNode)>),
 }
 
 /// A mapping key and the line it is on.
@@ -79,10 +79,10 @@ fn line_of(loc: &serde_saphyr::Location) -> u32 {
     u32::try_from(loc.line()).unwrap_or(u32::MAX)
 }
 
-impl<'de> Deserialize<'de> for Node {
+impl<'de> Deserialize<'de> for YamlNode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(deserializer)?;
-        Ok(Node {
+        Ok(YamlNode {
             line: line_of(&spanned.referenced),
             value: spanned.value,
         })
@@ -159,7 +159,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Node>()? {
+        while let Some(item) = seq.next_element::<YamlNode>()? {
             items.push(item);
         }
         Ok(Value::Seq(items))
@@ -167,7 +167,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<Spanned<KeyText>>()? {
-            let value = map.next_value::<Node>()?;
+            let value = map.next_value::<YamlNode>()?;
             entries.push((
                 Key {
                     name: key.value.0,
@@ -220,7 +220,7 @@ impl Problems {
     }
 
     /// Record "expected X, got Y" for `node`.
-    pub fn expected(&mut self, field: &str, node: &Node, what: &str) {
+    pub fn expected(&mut self, field: &str, node: &YamlNode, what: &str) {
         self.push(
             field,
             node.line,
@@ -245,7 +245,7 @@ pub type Unsupported = (&'static str, &'static str);
 /// The fields of one mapping, checked against the names the schema allows.
 pub struct MapReader<'a> {
     path: String,
-    entries: &'a [(Key, Node)],
+    entries: &'a [(Key, YamlNode)],
 }
 
 impl<'a> MapReader<'a> {
@@ -253,7 +253,7 @@ impl<'a> MapReader<'a> {
     /// the close match or the valid names); keys in `unsupported` are reported with their
     /// reason. Returns `None` (after reporting) when `node` is not a mapping.
     pub fn new(
-        node: &'a Node,
+        node: &'a YamlNode,
         path: &str,
         allowed: &[&str],
         unsupported: &[Unsupported],
@@ -286,7 +286,7 @@ impl<'a> MapReader<'a> {
     }
 
     /// The value of `field`, if present and not null.
-    pub fn get(&self, field: &str) -> Option<&'a Node> {
+    pub fn get(&self, field: &str) -> Option<&'a YamlNode> {
         self.entries
             .iter()
             .find(|(k, _)| k.name == field)
@@ -304,7 +304,7 @@ impl<'a> MapReader<'a> {
         &self,
         field: &str,
         problems: &mut Problems,
-        read: impl FnOnce(&Node, &str, &mut Problems) -> Option<T>,
+        read: impl FnOnce(&YamlNode, &str, &mut Problems) -> Option<T>,
     ) -> Option<T> {
         let node = self.get(field)?;
         read(node, &self.path(field), problems)
@@ -362,7 +362,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// A string value. Numbers and booleans are refused with a hint to quote them, because
 /// Kubernetes would refuse them too.
-pub fn string(node: &Node, path: &str, problems: &mut Problems) -> Option<String> {
+pub fn string(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<String> {
     match &node.value {
         Value::Str(s) => Some(s.clone()),
         Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
@@ -384,7 +384,7 @@ pub fn string(node: &Node, path: &str, problems: &mut Problems) -> Option<String
 }
 
 /// A boolean (`true`/`false`).
-pub fn boolean(node: &Node, path: &str, problems: &mut Problems) -> Option<bool> {
+pub fn boolean(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<bool> {
     match &node.value {
         Value::Bool(b) => Some(*b),
         _ => {
@@ -396,7 +396,7 @@ pub fn boolean(node: &Node, path: &str, problems: &mut Problems) -> Option<bool>
 
 /// An integer in `min..=max`, written as a number.
 pub fn int_in(
-    node: &Node,
+    node: &YamlNode,
     path: &str,
     problems: &mut Problems,
     min: i128,
@@ -413,13 +413,13 @@ pub fn int_in(
 }
 
 /// A TCP port (1-65535).
-pub fn port(node: &Node, path: &str, problems: &mut Problems) -> Option<u16> {
+pub fn port(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<u16> {
     int_in(node, path, problems, 1, 65535, "a TCP port").and_then(|p| u16::try_from(p).ok())
 }
 
 /// An AS number: a number or a string of digits (Calico's numorstring), or `high.low` asdot
 /// notation (RFC 5396), 1-4294967295.
-pub fn asn(node: &Node, path: &str, problems: &mut Problems) -> Option<u32> {
+pub fn asn(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<u32> {
     let parsed = match &node.value {
         Value::Int(i) => u32::try_from(*i).ok(),
         Value::Str(s) => parse_asn(s),
@@ -454,7 +454,7 @@ fn digits<T: FromStr>(s: &str) -> Option<T> {
 
 /// One of a fixed set of words (exact spelling); a wrong case gets a "did you mean".
 pub fn one_of<T: Copy>(
-    node: &Node,
+    node: &YamlNode,
     path: &str,
     problems: &mut Problems,
     choices: &[(&str, T)],
@@ -481,7 +481,7 @@ pub fn one_of<T: Copy>(
 }
 
 /// A Go duration (`90s`, `1m30s`), as Kubernetes' `metav1.Duration` writes it.
-pub fn duration(node: &Node, path: &str, problems: &mut Problems) -> Option<Duration> {
+pub fn duration(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<Duration> {
     let parsed = match &node.value {
         Value::Str(s) => parse_go_duration(s),
         _ => Err("not a string".to_string()),
@@ -509,7 +509,7 @@ pub fn duration(node: &Node, path: &str, problems: &mut Problems) -> Option<Dura
 
 /// A duration in whole seconds (rounded as confd does) within `min..=max` seconds.
 pub fn seconds_in(
-    node: &Node,
+    node: &YamlNode,
     path: &str,
     problems: &mut Problems,
     min: u64,
@@ -533,7 +533,7 @@ pub fn seconds_in(
 /// A network prefix with its host bits zero (`10.0.0.0/16`); a prefix of length 0 is refused
 /// when `allow_default` is false, since Ginger never exports or allocates the default route.
 pub fn cidr(
-    node: &Node,
+    node: &YamlNode,
     path: &str,
     problems: &mut Problems,
     allow_default: bool,
@@ -575,7 +575,7 @@ pub fn cidr(
 }
 
 /// A Calico selector; parse errors point at the column.
-pub fn selector(node: &Node, path: &str, problems: &mut Problems) -> Option<Selector> {
+pub fn selector(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<Selector> {
     let s = string(node, path, problems)?;
     match Selector::parse(&s) {
         Ok(sel) => Some(sel),
@@ -588,10 +588,10 @@ pub fn selector(node: &Node, path: &str, problems: &mut Problems) -> Option<Sele
 
 /// A list whose items are read with `item`; a bad item does not hide the others.
 pub fn list<T>(
-    node: &Node,
+    node: &YamlNode,
     path: &str,
     problems: &mut Problems,
-    mut item: impl FnMut(&Node, &str, &mut Problems) -> Option<T>,
+    mut item: impl FnMut(&YamlNode, &str, &mut Problems) -> Option<T>,
 ) -> Option<Vec<T>> {
     let Value::Seq(items) = &node.value else {
         problems.expected(path, node, "a list");
@@ -610,7 +610,7 @@ pub fn list<T>(
 
 /// A mapping of string keys to string values (labels, annotations).
 pub fn string_map(
-    node: &Node,
+    node: &YamlNode,
     path: &str,
     problems: &mut Problems,
 ) -> Option<BTreeMap<String, String>> {
@@ -640,7 +640,7 @@ pub fn string_map(
 mod tests {
     use super::*;
 
-    fn parse(yaml: &str) -> Node {
+    fn parse(yaml: &str) -> YamlNode {
         serde_saphyr::from_str(yaml).unwrap()
     }
 

@@ -91,7 +91,8 @@ impl fmt::Display for SkippedPeer {
         match &self.reason {
             SkipReason::Duplicate { kept, kept_source } => write!(
                 f,
-                "{} (from {}) not configured: {kept} (from {kept_source}) already peers with the same address and port",
+                "{} (from {}) not configured: {kept} (from {kept_source}) already peers \
+                    with the same address and port",
                 self.name, self.source
             ),
             SkipReason::NoLocalAddress(family) => write!(

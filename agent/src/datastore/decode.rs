@@ -59,36 +59,17 @@ pub fn document(node: &YamlNode, index: usize) -> (Option<Resource>, Vec<Problem
 
 fn decode_document(node: &YamlNode, index: usize, problems: &mut Problems) -> Option<Resource> {
     // Name the kind and name in every message, even those found before they are validated.
-    if let Value::Map(entries) = &node.value {
-        let text = |key: &str| {
-            entries
-                .iter()
-                .find(|(k, _)| k.name == key)
-                .and_then(|(_, v)| match &v.value {
-                    Value::Str(s) => Some(s.clone()),
-                    _ => None,
-                })
-        };
-        let name = entries
-            .iter()
-            .find(|(k, _)| k.name == "metadata")
-            .and_then(|(_, m)| match &m.value {
-                Value::Map(meta) => {
-                    meta.iter()
-                        .find(|(k, _)| k.name == "name")
-                        .and_then(|(_, v)| match &v.value {
-                            Value::Str(s) => Some(s.clone()),
-                            _ => None,
-                        })
-                }
-                _ => None,
-            });
-        problems.set_doc(DocRef {
-            index,
-            kind: text("kind"),
-            name,
-        });
-    }
+    let text = |n: &YamlNode| match &n.value {
+        Value::Str(s) => Some(s.clone()),
+        _ => None,
+    };
+    problems.set_doc(DocRef {
+        index,
+        kind: entry(node, "kind").and_then(text),
+        name: entry(node, "metadata")
+            .and_then(|m| entry(m, "name"))
+            .and_then(text),
+    });
 
     let top = MapReader::new(
         node,
@@ -152,7 +133,7 @@ fn decode_document(node: &YamlNode, index: usize, problems: &mut Problems) -> Op
             );
             None
         }
-        Some(m) => metadata(m, kind, problems),
+        Some(m) => read_metadata(m, kind, problems),
     };
 
     let spec = top.get("spec");
@@ -191,6 +172,14 @@ fn decode_document(node: &YamlNode, index: usize, problems: &mut Problems) -> Op
     }
 }
 
+/// The value under `key` when `node` is a mapping.
+fn entry<'a>(node: &'a YamlNode, key: &str) -> Option<&'a YamlNode> {
+    match &node.value {
+        Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
+        _ => None,
+    }
+}
+
 /// Kubernetes names (RFC 1123 subdomain): lowercase letters, digits, '-' and '.', starting and
 /// ending with a letter or digit, at most 253 characters.
 pub fn valid_name(name: &str) -> bool {
@@ -226,6 +215,11 @@ fn name_field(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<St
     }
 }
 
+const LABEL_KEY_RULE: &str =
+    "expected [prefix/]name, the name at most 63 letters, digits, '-', '_', '.'";
+const LABEL_VALUE_RULE: &str = "expected at most 63 letters, digits, '-', '_', '.', \
+     starting and ending with a letter or digit";
+
 /// A label key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters
 /// of letters, digits, '-', '_', '.', starting and ending with a letter or digit.
 fn valid_label_key(key: &str) -> bool {
@@ -254,7 +248,7 @@ fn valid_label_value(value: &str) -> bool {
                 .is_some_and(|b| b.is_ascii_alphanumeric()))
 }
 
-fn metadata(node: &YamlNode, kind: Option<Kind>, problems: &mut Problems) -> Option<Metadata> {
+fn read_metadata(node: &YamlNode, kind: Option<Kind>, problems: &mut Problems) -> Option<Metadata> {
     let unsupported: &[Unsupported] = &[
         (
             "namespace",
@@ -292,10 +286,14 @@ fn metadata(node: &YamlNode, kind: Option<Kind>, problems: &mut Problems) -> Opt
         let path = join("metadata.labels", k);
         let line = r.get("labels").map_or(node.line, |l| l.line);
         if !valid_label_key(k) {
-            problems.push(&path, line, "invalid label key: expected [prefix/]name with letters, digits, '-', '_', '.' (name at most 63)");
+            problems.push(&path, line, format!("invalid label key: {LABEL_KEY_RULE}"));
         }
         if !valid_label_value(v) {
-            problems.push(&path, line, format!("invalid label value {v:?}: expected at most 63 letters, digits, '-', '_', '.', starting and ending with a letter or digit"));
+            problems.push(
+                &path,
+                line,
+                format!("invalid label value {v:?}: {LABEL_VALUE_RULE}"),
+            );
         }
     }
     let annotations = r
@@ -336,7 +334,8 @@ const BGP_CONFIG_UNSUPPORTED: &[Unsupported] = &[
     ),
     (
         "serviceLoadBalancerAggregation",
-        "per-service /32 advertisement is not implemented; LoadBalancer ranges are advertised whole",
+        "per-service /32 advertisement is not implemented; LoadBalancer ranges are \
+            advertised whole",
     ),
     (
         "localWorkloadPeeringIPV4",
@@ -439,7 +438,8 @@ fn bgp_configuration(
                     &r.path(field),
                     r.line_of(field),
                     format!(
-                        "cannot be set per node (a node.<name> BGPConfiguration may set only {}); set it in {elsewhere}",
+                        "cannot be set per node (a node.<name> BGPConfiguration may set \
+                            only {}); set it in {elsewhere}",
                         PER_NODE_FIELDS.join(", ")
                     ),
                 );
@@ -649,10 +649,13 @@ fn prefix_advertisement(
                             format!("defined: {}", names.join(", "))
                         };
                         problems.push(
-                        path,
-                        item.line,
-                        format!("{text:?} is neither a community value (aa:nn, aa:nn:mm) nor a name from spec.communities ({known})"),
-                    );
+                            path,
+                            item.line,
+                            format!(
+                                "{text:?} is neither a community value (aa:nn, aa:nn:mm) \
+                            nor a name from spec.communities ({known})"
+                            ),
+                        );
                         None
                     }
                 }
@@ -814,7 +817,10 @@ fn interface_address(
             problems.push(
                 path,
                 node.line,
-                format!("expected the node's {family} address with its subnet length, like \"{example}\", got {s:?}"),
+                format!(
+                    "expected the node's {family} address with its subnet length, like \
+                    \"{example}\", got {s:?}"
+                ),
             );
             None
         }
@@ -1008,7 +1014,8 @@ fn bgp_peer(metadata: Metadata, spec: &YamlNode, problems: &mut Problems) -> Opt
         fail(
             problems,
             "spec.keepOriginalNextHop",
-            "keepOriginalNextHop and nextHopMode cannot both be set; keepOriginalNextHop is deprecated, use nextHopMode: Keep",
+            "keepOriginalNextHop and nextHopMode cannot both be set; keepOriginalNextHop is \
+                deprecated, use nextHopMode: Keep",
         );
     }
     if let Some(k) = keepalive_time {
@@ -1134,9 +1141,17 @@ fn ip_pool(metadata: Metadata, spec: &YamlNode, problems: &mut Problems) -> Opti
                 Value::Str(s) if s == "Always" || s == "CrossSubnet" => pr.push(
                     p,
                     n.line,
-                    format!("Ginger routes pod traffic without encapsulation; only \"Never\" is supported (got {s:?})"),
+                    format!(
+                        "Ginger routes pod traffic without encapsulation; only \
+                        \"Never\" is supported (got {s:?})"
+                    ),
                 ),
-                _ => pr.expected(p, n, "\"Never\" (Ginger routes pod traffic without encapsulation)"),
+                _ => pr.expected(
+                    p,
+                    n,
+                    "\"Never\" (Ginger routes pod traffic without \
+                    encapsulation)",
+                ),
             }
             Some(())
         });
@@ -1185,14 +1200,15 @@ fn ip_pool(metadata: Metadata, spec: &YamlNode, problems: &mut Problems) -> Opti
         && net.prefix_len() > block_size
     {
         problems.push(
-                "spec.cidr",
-                r.line_of("cidr"),
-                format!(
-                    "the pool /{} is smaller than one block (/{block_size}); use blockSize {} or more, or a larger pool",
-                    net.prefix_len(),
-                    net.prefix_len()
-                ),
-            );
+            "spec.cidr",
+            r.line_of("cidr"),
+            format!(
+                "the pool /{} is smaller than one block (/{block_size}); use blockSize \
+                        {} or more, or a larger pool",
+                net.prefix_len(),
+                net.prefix_len()
+            ),
+        );
     }
     if allowed_uses.contains(&AllowedUse::LoadBalancer) {
         let line = r.line_of("allowedUses");

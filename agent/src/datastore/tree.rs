@@ -1,12 +1,12 @@
 //! A cluster-file document as a plain tree that remembers source lines, and the checked readers
 //! that turn its nodes into typed values while recording every problem with its field path.
 //!
-//! Owns: `YamlNode`/`Value` (built from serde-saphyr's events with `deserialize_any`, so the error
-//! messages are Ginger's and name the field, not serde's) and `Problems`/`MapReader`, the small
-//! vocabulary the per-kind decoders use (`string`, `boolean`, `asn`, `cidr`, …). Must not: know any
-//! resource kind (that is `decode`) or read files (that is `file`). Data enters as a `YamlNode` per
-//! document and leaves as typed values plus a list of `Problem`s; nothing here stops at the first
-//! problem.
+//! Owns: `YamlNode`/`Value` (built from serde-saphyr's events with `deserialize_any`, so the
+//! error messages are Ginger's and name the field, not serde's) and `Problems`/`MapReader`, the
+//! small vocabulary the per-kind decoders use (`string`, `boolean`, `asn`, `cidr`, …). Must not:
+//! know any resource kind (that is `decode`) or read files (that is `file`). Data enters as a
+//! `YamlNode` per document and leaves as typed values plus a list of `Problem`s; nothing here
+//! stops at the first problem.
 
 use std::collections::BTreeMap;
 use std::fmt;

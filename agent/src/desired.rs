@@ -231,7 +231,7 @@ pub fn desired_bgp(cluster: &ClusterConfig, node_name: &str) -> Result<DesiredBg
     speaker.local_ipv6 = node.ipv6();
     speaker.listen_port = Some(cluster.listen_port(node_name));
     if cluster.bind_mode() == BindMode::NodeIP {
-        // One listening address: the IPv4 one when the node has both (see the report).
+        // SpeakerConfig holds one listening address: the IPv4 one when the node has both.
         speaker.listen_address = node.addresses().first().copied();
     }
     speaker.cluster_id = me.cluster_id;
@@ -675,15 +675,11 @@ mod tests {
 
     #[test]
     fn hashed_router_id_matches_calicos_rule() {
-        // sha256("node-1") = 5b4d... ; first octet 0x5b = 91.
-        let id = hashed_router_id("node-1");
-        let digest = Sha256::digest(b"node-1");
-        assert_eq!(id.octets()[1..], digest[1..4]);
-        assert!(id.octets()[0] <= 223);
-        // Every id is outside multicast/reserved space, whatever the name.
-        for i in 0..200 {
-            assert!(hashed_router_id(&format!("n{i}")).octets()[0] <= 223);
-        }
+        // Expected values computed independently (Python hashlib) with confd's HashToIPv4 rule.
+        // sha256("node-1") starts 35 97 1b e6.
+        assert_eq!(hashed_router_id("node-1"), Ipv4Addr::new(53, 151, 27, 230));
+        // sha256("n13") starts f4 f5 0d ed: 0xf4 = 244 > 223, so 244 - 32 = 212.
+        assert_eq!(hashed_router_id("n13"), Ipv4Addr::new(212, 245, 13, 237));
     }
 
     #[test]

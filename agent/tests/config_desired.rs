@@ -523,3 +523,86 @@ fn global_peer_selector_always_has_an_active_side() {
         }
     }
 }
+
+/// A `node.<name>` BGPConfiguration with its own prefix advertisements replaces the global
+/// list on that node (confd reads the node key first); a route reflector that is labelled out
+/// of service advertisement originates nothing but still re-exports learned routes inside the
+/// external and LoadBalancer ranges.
+#[test]
+fn per_node_communities_and_route_reflector_export() {
+    let text = r#"
+apiVersion: ginger.dev/v1
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  serviceLoadBalancerIPs: [{cidr: 198.51.100.0/24}]
+  serviceExternalIPs: [{cidr: 203.0.113.7/32}]
+  prefixAdvertisements:
+    - {cidr: 198.51.100.0/24, communities: ["65000:1"]}
+---
+apiVersion: ginger.dev/v1
+kind: BGPConfiguration
+metadata: {name: node.edge}
+spec:
+  communities: [{name: edge, value: "65000:2:3"}]
+  prefixAdvertisements:
+    - {cidr: 198.51.100.0/24, communities: [edge]}
+---
+apiVersion: ginger.dev/v1
+kind: Node
+metadata: {name: edge}
+spec: {bgp: {ipv4Address: 10.6.0.1/24}}
+---
+apiVersion: ginger.dev/v1
+kind: Node
+metadata: {name: plain}
+spec: {bgp: {ipv4Address: 10.6.0.2/24}}
+---
+apiVersion: ginger.dev/v1
+kind: Node
+metadata:
+  name: rr
+  labels: {node.kubernetes.io/exclude-from-external-load-balancers: "true"}
+spec: {bgp: {ipv4Address: 10.6.0.3/24, routeReflectorClusterID: 244.0.0.9}}
+"#;
+    let c = parse(text, "inline.yaml").unwrap();
+    let lb: IpNet = "198.51.100.0/24".parse().unwrap();
+    let edge = desired(&c, "edge");
+    assert_eq!(
+        edge.originated,
+        BTreeSet::from([OriginatedRoute {
+            prefix: lb,
+            communities: vec![],
+            large_communities: vec![LargeCommunity {
+                global: 65000,
+                local1: 2,
+                local2: 3
+            }],
+        }])
+    );
+    let plain = desired(&c, "plain");
+    assert_eq!(
+        plain.originated,
+        BTreeSet::from([OriginatedRoute {
+            prefix: lb,
+            communities: vec![65000 << 16 | 1],
+            large_communities: vec![]
+        }])
+    );
+    assert_eq!(
+        plain.speaker.export.allow_learned_within,
+        Some(nets(&["198.51.100.0/24"]))
+    );
+    let rr = desired(&c, "rr");
+    assert!(rr.originated.is_empty());
+    assert_eq!(
+        rr.speaker.export.allow_learned_within,
+        Some(nets(&["198.51.100.0/24", "203.0.113.7/32"]))
+    );
+    // The reflector is out of the mesh; the other two still mesh with each other, not with it.
+    assert!(rr.speaker.peers.is_empty());
+    assert_eq!(
+        peers(&plain),
+        vec!["Mesh_10_6_0_1 Mesh 10.6.0.1:179 as=64512 src=10.6.0.2 hold=240"]
+    );
+}

@@ -437,3 +437,20 @@ fn a_missing_name_is_reported_once() {
         ]
     );
 }
+
+#[test]
+fn references_to_missing_nodes_are_warnings() {
+    let c = parse(
+        "apiVersion: ginger.dev/v1\nkind: BGPPeer\nmetadata: {name: p}\nspec: {node: nod-1, peerIP: 192.0.2.1, asNumber: 65001}\n---\napiVersion: ginger.dev/v1\nkind: BGPConfiguration\nmetadata: {name: node.nod-2}\nspec: {listenPort: 1179}\n",
+        "cluster.yaml",
+    )
+    .unwrap();
+    let warnings: Vec<String> = c.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec![
+            "document 2 (BGPConfiguration \"node.nod-2\"): metadata.name: there is no Node \"nod-2\"; this configuration applies to no node",
+            "document 1 (BGPPeer \"p\"): spec.node: there is no Node \"nod-1\"; this peering applies to no node",
+        ]
+    );
+}

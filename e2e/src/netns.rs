@@ -174,6 +174,11 @@ impl Drop for Netns {
 
 /// Kill what runs inside `name`, delete it, and remove its marker.
 fn destroy(name: &str) -> Result<()> {
+    if !Path::new(NETNS_DIR).join(name).exists() {
+        // Someone (a concurrent sweep) got there first.
+        let _ = fs::remove_file(marker_path(name));
+        return Ok(());
+    }
     kill_all_in(name)?;
     let out = cmd::output_with_timeout(
         Command::new("ip").args(["netns", "del", name]),
@@ -344,8 +349,12 @@ pub fn sweep_stale() -> Result<Vec<String>> {
             Some(_) => {}
         }
         if Path::new(NETNS_DIR).join(&name).exists() {
-            destroy(&name)?;
-            swept.push(name);
+            match destroy(&name) {
+                Ok(()) => swept.push(name),
+                // A concurrent sweep in another test process may have deleted it meanwhile.
+                Err(_) if !Path::new(NETNS_DIR).join(&name).exists() => {}
+                Err(e) => return Err(e),
+            }
         } else {
             let _ = fs::remove_file(marker_path(&name));
         }

@@ -84,6 +84,7 @@ impl Drop for TestDir {
 /// Run a test body with a fresh `TestDir`. An `Err` from the body fails the test (a panic with
 /// the error chain) while the directory still exists, so it is kept with the daemons' logs;
 /// the body's own guards (namespaces, daemons) have been dropped by then.
+#[track_caller]
 pub fn scenario<F>(label: &str, body: F)
 where
     F: FnOnce(&TestDir) -> Result<()>,

@@ -329,6 +329,38 @@ mod tests {
     }
 
     #[test]
+    fn captured_reflected_routes_carry_originator_and_cluster_list() {
+        let text = include_str!("../../testdata/bird_show_route_all_rr.txt");
+        let routes = parse_show_route_all(text).unwrap();
+        let r = &find(&routes, "10.20.3.0/24").route;
+        assert_eq!(
+            find(&routes, "10.20.3.0/24").from,
+            Some("10.0.7.1".parse().unwrap())
+        );
+        assert_eq!(r.originator_id, Some("10.0.7.3".parse().unwrap()));
+        assert_eq!(
+            r.cluster_list,
+            vec!["10.255.0.1".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert_eq!((r.med, r.local_pref), (Some(0), Some(120)));
+        assert!(r.as_path.is_empty());
+        assert_eq!(r.next_hop, Some("10.0.7.3".parse().unwrap()));
+        assert_eq!(find(&routes, "10.0.7.0/24").proto, "direct1");
+    }
+
+    #[test]
+    fn captured_ipv6_ibgp_route() {
+        let text = include_str!("../../testdata/bird_show_route_all_ibgp_v6.txt");
+        let routes = parse_show_route_all(text).unwrap();
+        assert_eq!(routes.len(), 4);
+        let r = find(&routes, "2001:db8:10::/48");
+        assert_eq!(r.proto, "peer_fd00_10__1");
+        assert_eq!(r.route.next_hop, Some("fd00:10::1".parse().unwrap()));
+        assert_eq!(r.route.local_pref, Some(250));
+        assert_eq!(find(&routes, "fd00:10::/64").route.next_hop, None);
+    }
+
+    #[test]
     fn second_paths_and_rr_attributes() {
         let text = "BIRD 2.0.12 ready.\nTable master4:\n\
             10.9.0.0/16          unicast [peer_a 10:00:00.000 from 10.0.0.9] * (100/?) [i]\n\

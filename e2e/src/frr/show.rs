@@ -281,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn captured_reflected_paths() {
+        let text = include_str!("../../testdata/frr_show_bgp_prefixes_rr.json");
+        let docs = json_stream(text, "rr").unwrap();
+        assert_eq!(docs.len(), 2);
+        let r = &prefix_paths(&docs[0]).unwrap()[0];
+        assert_eq!(r.prefix.to_string(), "10.20.4.0/24");
+        assert_eq!(r.originator_id, Some("10.0.7.4".parse().unwrap()));
+        assert_eq!(
+            r.cluster_list,
+            vec!["10.255.0.1".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert_eq!(r.local_pref, Some(120));
+        assert_eq!(r.next_hop, Some("10.0.7.4".parse().unwrap()));
+        assert_eq!(r.from, Some("10.0.7.1".parse().unwrap()));
+        assert!(r.as_path_segments.is_empty());
+    }
+
+    #[test]
     fn reflected_ipv6_path_with_every_attribute() {
         let doc = serde_json::json!({
             "prefix": "2001:db8:1::/48",

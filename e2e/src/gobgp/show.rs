@@ -239,6 +239,29 @@ mod tests {
     }
 
     #[test]
+    fn captured_reflected_paths() {
+        let text = include_str!("../../testdata/gobgp_global_rib_rr.json");
+        let routes = parse_rib(text).unwrap();
+        assert_eq!(routes.len(), 3);
+        let r = routes
+            .iter()
+            .find(|r| r.prefix.to_string() == "10.20.3.0/24")
+            .unwrap();
+        assert_eq!(r.originator_id, Some("10.0.7.3".parse().unwrap()));
+        assert_eq!(
+            r.cluster_list,
+            vec!["10.255.0.1".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert_eq!((r.med, r.local_pref), (Some(0), Some(120)));
+        assert_eq!(r.next_hop, Some("10.0.7.3".parse().unwrap()));
+        let own = routes
+            .iter()
+            .find(|r| r.prefix.to_string() == "10.20.4.0/24")
+            .unwrap();
+        assert_eq!((own.from, own.next_hop), (None, None));
+    }
+
+    #[test]
     fn reflected_ipv6_path() {
         let text = r#"{"2001:db8::/48":[{"nlri":{"prefix":"2001:db8::/48"},"best":false,
             "attrs":[{"type":1,"value":2},

@@ -18,11 +18,17 @@ const MAX_PAUSE: Duration = Duration::from_millis(250);
 /// Call `poll` until it returns `Ok`, or fail after `timeout`. `Err(e)` means "not yet"; the
 /// last `e` is quoted in the timeout error, so make it describe the current state.
 ///
-/// ```ignore
-/// wait_until(Duration::from_secs(10), "the route to vanish", || match bird.route(p)? {
-///     None => Ok(()),
-///     Some(r) => Err(format!("still there: {r:?}")),
+/// ```no_run
+/// # use std::time::Duration;
+/// # use e2e::{BgpDaemon, wait_until};
+/// # fn f(bird: &e2e::Bird, p: ipnet::IpNet) -> e2e::Result<()> {
+/// wait_until(Duration::from_secs(10), "the route to vanish", || match bird.route(p) {
+///     Ok(None) => Ok(()),
+///     Ok(Some(r)) => Err(format!("still there: {r}")),
+///     Err(e) => Err(e.chain()),
 /// })?;
+/// # Ok(())
+/// # }
 /// ```
 pub fn wait_until<T, E: Display>(
     timeout: Duration,

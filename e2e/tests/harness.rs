@@ -62,7 +62,8 @@ fn bird_frr_gobgp_exchange_routes() {
             dir.path(),
             RouterConfig::parse("10.0.12.2", 65002)
                 .neighbor(Neighbor::parse("10.0.12.1", 65001).timers(9, 3))
-                .neighbor(Neighbor::parse("10.0.23.3", 65003).timers(9, 3)),
+                .neighbor(Neighbor::parse("10.0.23.3", 65003).timers(9, 3))
+                .install_fib(true),
         )?;
         let gobgp = Gobgp::start(
             &ng,
@@ -84,6 +85,13 @@ fn bird_frr_gobgp_exchange_routes() {
         assert_eq!(at_frr.large_communities.len(), 1);
         assert_eq!(at_frr.next_hop, Some(ip("10.0.12.1")));
         assert_eq!(at_frr.from, Some(ip("10.0.12.1")));
+        // install_fib: FRR's zebra programs it into FRR's namespace.
+        wait_for(
+            T,
+            "FRR's FIB route to 192.0.2.0/24",
+            || nf.ip(&["route", "show", "192.0.2.0/24"]),
+            |out| out.contains("via 10.0.12.1") && out.contains("proto bgp"),
+        )?;
 
         // GoBGP, two ASes away, holds it with FRR's AS prepended (RFC 4271 §5.1.2), FRR's
         // address as next hop (§5.1.3), communities kept (RFC 1997) and no MED: a MED received
@@ -279,6 +287,88 @@ fn raw_peer_handshakes_with_bird_and_exchanges_updates() {
             .expect("a NOTIFICATION before the close");
         let (code, subcode, _) = note.notification()?;
         assert_eq!((code, subcode), (1, 1));
+        Ok(())
+    });
+}
+
+#[test]
+fn namespaces_keep_links_sysctls_and_threads_inside() {
+    scenario("netns", |_dir| {
+        let (a, b) = (Netns::new("a")?, Netns::new("b")?);
+        let link = Veth::new(&a, "gng-a0", &b, "gng-b0")
+            .addr_a("10.0.4.1/30")
+            .addr_a("fd00:4::1/64")
+            .addr_b("10.0.4.2/30")
+            .mtu(1400)
+            .create()?;
+        let shown = a.ip(&["-o", "link", "show", "gng-a0"])?;
+        assert!(
+            shown.contains("mtu 1400") && shown.contains("state UP"),
+            "{shown}"
+        );
+        assert!(
+            a.ip(&["-o", "addr", "show", "gng-a0"])?
+                .contains("fd00:4::1/64")
+        );
+        assert_eq!(a.links()?, vec!["lo", "gng-a0"]);
+        // A thread that entered A sees A's links; this thread does not.
+        let inside =
+            e2e::thread_in_netns(&a, || std::fs::read_to_string("/proc/thread-self/net/dev"))?
+                .expect("read net/dev inside");
+        assert!(inside.contains("gng-a0"), "{inside}");
+        let here = std::fs::read_to_string("/proc/thread-self/net/dev").expect("read net/dev");
+        assert!(!here.contains("gng-a0") && !here.contains("gng-b0"));
+        // Sysctls are per namespace.
+        a.sysctl("net.ipv4.ip_forward", "1")?;
+        b.sysctl("net.ipv4.ip_forward", "0")?;
+        assert_eq!(a.sysctl_get("net.ipv4.ip_forward")?, "1");
+        assert_eq!(b.sysctl_get("net.ipv4.ip_forward")?, "0");
+        a.sysctl("net/ipv4/conf/gng-a0/proxy_arp", "1")?;
+        assert_eq!(a.sysctl_get("net/ipv4/conf/gng-a0/proxy_arp")?, "1");
+        assert!(a.sysctl("net.ipv4.no_such_knob", "1").is_err());
+        // Commands run inside.
+        assert!(a.run(&["ip", "-o", "link"])?.contains("gng-a0"));
+        b.run(&["ping", "-c1", "-W2", "10.0.4.1"])?;
+        // Link down on one end is carrier loss on the other.
+        link.set_up(e2e::End::A, false)?;
+        wait_for(
+            T,
+            "B's end to lose carrier",
+            || b.ip(&["-o", "link", "show", "gng-b0"]),
+            |s| s.contains("NO-CARRIER"),
+        )?;
+        link.set_up(e2e::End::A, true)?;
+        // Bad names and addresses are refused before reaching the kernel.
+        assert!(
+            Veth::new(&a, "much-too-long-name", &b, "x")
+                .create()
+                .is_err()
+        );
+        assert!(
+            Veth::new(&a, "x1", &b, "x2")
+                .addr_a("10.0.0.256/24")
+                .create()
+                .is_err()
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn gobgp_refuses_fib_installation_plainly() {
+    scenario("gobgpfib", |dir| {
+        let ns = Netns::new("gobgp")?;
+        let err = Gobgp::start(
+            &ns,
+            dir.path(),
+            RouterConfig::parse("10.0.0.1", 65003).install_fib(true),
+        )
+        .expect_err("GoBGP cannot install routes here");
+        assert!(
+            err.to_string()
+                .contains("gobgp does not support installing routes"),
+            "{err}"
+        );
         Ok(())
     });
 }

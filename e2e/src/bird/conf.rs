@@ -129,6 +129,8 @@ fn render_neighbor(s: &mut String, c: &RouterConfig, n: &Neighbor) {
         let _ = writeln!(s, "  keepalive time {k};");
     }
     let _ = writeln!(s, "  connect retry time {};", n.connect_retry.max(1));
+    // BIRD waits 5 s before its first connection attempt by default.
+    let _ = writeln!(s, "  connect delay time 0;");
     // BIRD waits 60 s after a session error by default; tests reset sessions on purpose.
     let _ = writeln!(s, "  error wait time 1, 5;");
     if n.rr_client {

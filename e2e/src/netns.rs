@@ -74,8 +74,10 @@ impl Netns {
         // From here on the guard owns the namespace: a failure below still deletes it.
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"])?;
-        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
-        ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        if Path::new("/proc/sys/net/ipv6").exists() {
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        }
         Ok(ns)
     }
 

@@ -460,14 +460,15 @@ pub trait BgpDaemon {
         })
     }
 
-    /// Wait until the session to `peer` is Established.
+    /// Wait until the session to `peer` is Established (fails at once for an unknown peer).
     fn wait_established(&self, peer: IpAddr, timeout: Duration) -> Result<()> {
         let what = format!("{} session to {peer} to be Established", self.kind());
         wait_until(timeout, &what, || match self.peer_state(peer) {
-            Ok(SessionState::Established) => Ok(()),
+            Ok(SessionState::Established) => Ok(Ok(())),
+            Err(e @ Error::UnknownPeer { .. }) => Ok(Err(e)),
             Ok(s) => Err(s.name().to_string()),
             Err(e) => Err(e.chain()),
-        })
+        })?
     }
 
     /// Wait until the best path to `prefix` satisfies `check`; a timeout quotes the last path.

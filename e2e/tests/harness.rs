@@ -76,6 +76,17 @@ fn bird_frr_gobgp_exchange_routes() {
         frr.wait_established(ip("10.0.12.1"), T)?;
         frr.wait_established(ip("10.0.23.3"), T)?;
         gobgp.wait_established(ip("10.0.23.2"), T)?;
+        // Asking about a neighbour nobody configured fails at once, not after the timeout.
+        assert!(matches!(
+            frr.wait_established(ip("10.9.9.9"), T),
+            Err(e2e::Error::UnknownPeer { daemon: "frr", .. })
+        ));
+        // A command FRR refuses is an error naming the command.
+        let refused = frr.configure(&["router bgp 65002", "neighbor 10.0.12.1 no-such-knob"]);
+        assert!(
+            matches!(refused, Err(e2e::Error::Rejected { daemon: "frr", .. })),
+            "{refused:?}"
+        );
 
         // FRR, BIRD's eBGP neighbour, holds BIRD's MED and communities.
         let at_frr = frr.wait_any_route(net("192.0.2.0/24"), T)?;

@@ -36,7 +36,7 @@ pub struct Neighbor {
     pub local_address: Option<IpAddr>,
     /// Never connect; wait for the neighbour.
     pub passive: bool,
-    /// eBGP multihop with this TTL (also makes iBGP on BIRD resolve next hops recursively).
+    /// eBGP multihop with this TTL (the neighbour need not be on a connected subnet).
     pub multihop: Option<u8>,
     /// Rewrite the next hop to our own address on export.
     pub next_hop_self: bool,

@@ -1,1 +1,41 @@
 //! Test harness: network namespaces, veth links, real BGP daemons and Ginger processes.
+//!
+//! Everything a scenario test, the `ginger-lab` demo and the BGP benchmark stand on: lab hosts
+//! are network namespaces (`Netns`, deleted with everything in them when dropped), wired by veth
+//! pairs or shared L2 segments (`Veth`, `Segment`); BIRD, FRR and GoBGP play the peers (`Bird`,
+//! `Frr`, `Gobgp`, all `BgpDaemon`s, configured from one `RouterConfig`); `RawPeer` speaks
+//! hand-built BGP bytes; `Proc` guards every child process; `TestDir`/`scenario` keep the logs
+//! of a failed test. Nothing here touches the machine's own namespace. See `e2e/README.md`.
+
+pub mod bins;
+pub mod bird;
+pub mod cmd;
+pub mod error;
+pub mod frr;
+pub mod gobgp;
+pub mod link;
+pub mod netns;
+pub mod proc;
+pub mod rawpeer;
+pub mod router;
+pub mod setns;
+pub mod testdir;
+pub mod wait;
+
+pub use bins::bin_path;
+pub use bird::Bird;
+pub use error::{Error, Result};
+pub use frr::Frr;
+pub use gobgp::Gobgp;
+pub use link::{End, Link, Segment, Veth};
+pub use netns::{Netns, list_namespaces, sweep_stale};
+pub use proc::{Proc, Signal};
+pub use rawpeer::{RawListener, RawMessage, RawPeer};
+pub use router::{BgpDaemon, Neighbor, Originated, Route, RouteAttrs, RouterConfig};
+pub use setns::{spawn_in_netns, thread_in_netns};
+pub use testdir::{TestDir, scenario};
+pub use wait::{wait_for, wait_until};
+
+/// Ginger's own types that harness routes and states are expressed in.
+pub use bgp::status::SessionState;
+pub use bgp::types::{AsSegment, Asn, Community, Family, LargeCommunity, Origin};

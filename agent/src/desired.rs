@@ -21,6 +21,7 @@ use bgp::types::{Asn, Community, Family, LargeCommunity};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use crate::ctl::{BgpPeerRow, NodeAsn, NodeRow};
 use crate::datastore::model::{
     BgpPeer, BindMode, CommunityValue, EXCLUDE_SERVICE_LABEL, Node, PeerScope, PeerTarget,
     PrefixAdvertisement, ReversePeering, SourceAddress,
@@ -588,82 +589,53 @@ fn export_policy(cluster: &ClusterConfig, node: &Node) -> ExportPolicy {
     }
 }
 
-/// A `gingerctl get bgppeers` row (calicoctl's NAME, PEERIP, NODE, ASN columns).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BgpPeerRow {
-    /// NAME.
-    pub name: String,
-    /// PEERIP: `peerIP` as written, empty for a `peerSelector` peer.
-    pub peer_ip: String,
-    /// NODE: the node name, else the nodeSelector, else `(global)`.
-    pub node: String,
-    /// ASN: `asNumber`, `0` for a `peerSelector` peer (as calicoctl prints it).
-    pub asn: String,
-}
-
-/// The rows of `gingerctl get bgppeers`, by name.
+/// The rows of `gingerctl get bgppeers` (calicoctl's NAME, PEERIP, NODE, ASN), by name.
 pub fn bgp_peer_rows(cluster: &ClusterConfig) -> Vec<BgpPeerRow> {
     cluster
         .bgp_peers()
         .values()
         .map(|p| {
-            let (peer_ip, asn) = match &p.target {
+            let (peer_ip, port, asn) = match &p.target {
                 PeerTarget::Address {
-                    text, as_number, ..
-                } => (text.clone(), as_number.to_string()),
-                PeerTarget::Nodes(_) => (String::new(), "0".to_string()),
+                    ip,
+                    port,
+                    as_number,
+                    ..
+                } => (Some(*ip), *port, Some(*as_number)),
+                PeerTarget::Nodes(_) => (None, None, None),
+            };
+            let (node, node_selector) = match &p.scope {
+                PeerScope::Node(n) => (Some(n.clone()), None),
+                PeerScope::Selector(s) => (None, Some(s.to_string())),
+                PeerScope::Global => (None, None),
             };
             BgpPeerRow {
                 name: p.name().to_string(),
                 peer_ip,
-                node: match &p.scope {
-                    PeerScope::Node(n) => n.clone(),
-                    PeerScope::Selector(s) => s.to_string(),
-                    PeerScope::Global => "(global)".to_string(),
-                },
+                port,
+                node,
+                node_selector,
                 asn,
             }
         })
         .collect()
 }
 
-/// A `gingerctl get nodes -o wide` row (calicoctl's NAME, ASN, IPV4, IPV6 columns).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeRow {
-    /// NAME.
-    pub name: String,
-    /// ASN: the node's own AS, or the inherited one in parentheses (`(64512)`); empty for a node
-    /// without `spec.bgp`.
-    pub asn: String,
-    /// IPV4: `ipv4Address` with its subnet length, or empty.
-    pub ipv4: String,
-    /// IPV6: `ipv6Address` with its subnet length, or empty.
-    pub ipv6: String,
-}
-
-/// The rows of `gingerctl get nodes -o wide`, by name.
+/// The rows of `gingerctl get nodes` (calicoctl's NAME, ASN, IPV4, IPV6), by name.
 pub fn node_rows(cluster: &ClusterConfig) -> Vec<NodeRow> {
     cluster
         .nodes()
         .values()
         .map(|n| {
-            let asn = match (&n.bgp, n.as_number()) {
-                (None, _) => String::new(),
-                (Some(_), Some(a)) => a.to_string(),
-                (Some(_), None) => format!("({})", cluster.as_number()),
-            };
             let bgp = n.bgp.as_ref();
             NodeRow {
                 name: n.name().to_string(),
-                asn,
-                ipv4: bgp
-                    .and_then(|b| b.ipv4_address)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                ipv6: bgp
-                    .and_then(|b| b.ipv6_address)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
+                asn: bgp.map(|_| match n.as_number() {
+                    Some(a) => NodeAsn::Explicit(a),
+                    None => NodeAsn::Inherited(cluster.as_number()),
+                }),
+                ipv4: bgp.and_then(|b| b.ipv4_address).map(IpNet::V4),
+                ipv6: bgp.and_then(|b| b.ipv6_address).map(IpNet::V6),
             }
         })
         .collect()

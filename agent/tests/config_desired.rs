@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use agent::ctl::{BgpPeerRow, NodeAsn, NodeRow};
 use agent::datastore::{ClusterConfig, ConfigError, load, parse};
 use agent::desired::{
-    BgpPeerRow, DesiredBgp, NodeRow, SkipReason, bgp_peer_rows, desired_bgp, hashed_router_id,
-    node_rows,
+    DesiredBgp, SkipReason, bgp_peer_rows, desired_bgp, hashed_router_id, node_rows,
 };
 use bgp::config::{NextHopMode, OriginatedRoute, PeerConfig};
 use bgp::types::LargeCommunity;
@@ -214,15 +214,19 @@ fn top_of_rack_peers_by_rack_label() {
         vec![
             BgpPeerRow {
                 name: "tor-a".into(),
-                peer_ip: "10.1.0.1".into(),
-                node: "rack == 'a'".into(),
-                asn: "65001".into()
+                peer_ip: Some("10.1.0.1".parse().unwrap()),
+                port: None,
+                node: None,
+                node_selector: Some("rack == 'a'".into()),
+                asn: Some(65001),
             },
             BgpPeerRow {
                 name: "tor-b".into(),
-                peer_ip: "10.2.0.1:1179".into(),
-                node: "rack == \"b\"".into(),
-                asn: "65002".into()
+                peer_ip: Some("10.2.0.1".parse().unwrap()),
+                port: Some(1179),
+                node: None,
+                node_selector: Some("rack == \"b\"".into()),
+                asn: Some(65002),
             },
         ]
     );
@@ -288,21 +292,21 @@ fn per_node_as_listen_port_and_a_global_peer_that_is_a_node() {
         vec![
             NodeRow {
                 name: "x1".into(),
-                asn: "65101".into(),
-                ipv4: "10.3.0.1/24".into(),
-                ipv6: String::new()
+                asn: Some(NodeAsn::Explicit(65101)),
+                ipv4: Some("10.3.0.1/24".parse().unwrap()),
+                ipv6: None,
             },
             NodeRow {
                 name: "x2".into(),
-                asn: "65102".into(),
-                ipv4: "10.3.0.2/24".into(),
-                ipv6: String::new()
+                asn: Some(NodeAsn::Explicit(65102)),
+                ipv4: Some("10.3.0.2/24".parse().unwrap()),
+                ipv6: None,
             },
             NodeRow {
                 name: "x3".into(),
-                asn: "(64512)".into(),
-                ipv4: "10.3.0.3/24".into(),
-                ipv6: String::new()
+                asn: Some(NodeAsn::Inherited(64512)),
+                ipv4: Some("10.3.0.3/24".parse().unwrap()),
+                ipv6: None,
             },
         ]
     );
@@ -310,9 +314,11 @@ fn per_node_as_listen_port_and_a_global_peer_that_is_a_node() {
         bgp_peer_rows(&c),
         vec![BgpPeerRow {
             name: "via-x2".into(),
-            peer_ip: "10.3.0.2".into(),
-            node: "(global)".into(),
-            asn: "65102".into()
+            peer_ip: Some("10.3.0.2".parse().unwrap()),
+            port: None,
+            node: None,
+            node_selector: None,
+            asn: Some(65102),
         }]
     );
 }

@@ -1,0 +1,108 @@
+//! `ginger-node`: the Ginger node agent (the DaemonSet's main process).
+//!
+//! Parses the command line, sets up logging, and runs `agent::daemon::run` until SIGTERM or
+//! SIGINT. Exits non-zero with a one-line reason when the configuration is unusable at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent::ctl::DEFAULT_RUN_DIR;
+use agent::daemon::{self, Options};
+use agent::http::{DEFAULT_HEALTH_ADDR, DEFAULT_METRICS_ADDR};
+use clap::{Parser, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ginger-node",
+    version,
+    about = "Ginger node agent: BGP speaker for pod routes (Calico-compatible configuration)"
+)]
+struct Cli {
+    /// Cluster file: Kubernetes-style YAML documents (Node, BGPPeer, BGPConfiguration, IPPool).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// This node's name, as in the cluster file.
+    #[arg(long, env = "NODENAME", value_name = "NAME")]
+    node_name: String,
+    /// Directory for the control socket.
+    #[arg(long, env = "GINGER_RUN_DIR", default_value = DEFAULT_RUN_DIR, value_name = "DIR")]
+    run_dir: PathBuf,
+    /// Directory for persistent state.
+    #[arg(long, default_value = "/var/lib/ginger", value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Address for /liveness and /readiness.
+    #[arg(long, default_value = DEFAULT_HEALTH_ADDR, value_name = "ADDR")]
+    health_listen: SocketAddr,
+    /// Address for Prometheus /metrics.
+    #[arg(long, default_value = DEFAULT_METRICS_ADDR, value_name = "ADDR")]
+    metrics_listen: SocketAddr,
+    /// Log format (level from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn terminated() {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let opts = Options {
+        config: cli.config,
+        node_name: cli.node_name,
+        run_dir: cli.run_dir,
+        state_dir: cli.state_dir,
+        health_listen: cli.health_listen,
+        metrics_listen: cli.metrics_listen,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ginger-node")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ginger-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(opts, terminated())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ginger-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

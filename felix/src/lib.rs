@@ -1,0 +1,10 @@
+//! felix: Ginger's dataplane reconciler and the only code that touches the kernel (routes,
+//! neighbour entries, sysctls, links). Desired state (`model`) and a cache of the kernel
+//! (`programmed`) meet in the pure `plan`; `dataplane` applies the resulting ops through batched
+//! netlink (or an in-memory mock); `reconciler` runs the resync loop. `workload` and `netns` are
+//! the plumbing the CNI plugin and tests use. See `felix/README.md` for ownership and defaults.
+
+pub mod model;
+pub mod ownership;
+pub mod plan;
+pub mod programmed;

@@ -208,15 +208,20 @@ impl Route {
         }
     }
 
-    /// `<ip>/32 dev <ifindex> scope link proto <protocol>` (or /128).
+    /// `<ip>/32 dev <ifindex> scope link proto <protocol>` (or /128; IPv6 keeps no scope, so
+    /// the kernel reports universe and so do we).
     pub fn workload(ip: IpAddr, ifindex: u32, protocol: u8) -> Route {
         let dst = IpNet::from(ip);
         Route {
             priority: Self::default_priority(&dst),
+            scope: if ip.is_ipv4() {
+                RT_SCOPE_LINK
+            } else {
+                RT_SCOPE_UNIVERSE
+            },
             dst,
             table: RT_TABLE_MAIN,
             protocol,
-            scope: RT_SCOPE_LINK,
             kind: RouteKind::Unicast,
             next_hops: vec![NextHop {
                 gateway: None,

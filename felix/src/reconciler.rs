@@ -128,6 +128,9 @@ pub struct ReconcilerCore<D: Dataplane> {
     cfg: ReconcilerConfig,
     metrics: Arc<Metrics>,
     desired: DesiredState,
+    /// False until the agent has given a whole desired state: nothing is planned before that,
+    /// so a restarting agent never deletes routes it has not been told about yet.
+    desired_known: bool,
     programmed: Programmed,
     resolved: BTreeMap<IpAddr, Resolution>,
     /// When each workload link was first seen (grace-period clock).
@@ -157,6 +160,7 @@ impl<D: Dataplane> ReconcilerCore<D> {
             cfg,
             metrics,
             desired: DesiredState::default(),
+            desired_known: false,
             programmed: Programmed::default(),
             resolved: BTreeMap::new(),
             first_seen: BTreeMap::new(),
@@ -187,10 +191,11 @@ impl<D: Dataplane> ReconcilerCore<D> {
     /// Replaces the whole desired state.
     pub fn set_desired(&mut self, desired: DesiredState) {
         self.desired = desired;
+        self.desired_known = true;
         self.need_plan = true;
     }
 
-    /// Applies deltas to the desired state.
+    /// Applies deltas to the desired state (planning starts only after a `set_desired`).
     pub fn apply_changes(&mut self, changes: Vec<DesiredChange>) {
         for c in changes {
             self.desired.apply(c);
@@ -303,7 +308,7 @@ impl<D: Dataplane> ReconcilerCore<D> {
             ok &= self.configure_links();
         }
         let grace = self.grace_links(now);
-        if self.need_plan || grace != self.last_grace {
+        if self.desired_known && (self.need_plan || grace != self.last_grace) {
             ok &= self.plan_and_apply(&grace);
             self.last_grace = grace;
         }

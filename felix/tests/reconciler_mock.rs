@@ -496,3 +496,25 @@ fn deltas_add_and_remove_routes() {
         "the removed workload's neighbour entry goes too"
     );
 }
+
+#[test]
+fn nothing_is_written_before_the_first_desired_state() {
+    let (kernel, desired) = setup();
+    let t0 = Instant::now();
+    let mut core = ReconcilerCore::new(
+        kernel.dataplane(),
+        config(),
+        Arc::new(Metrics::default()),
+        t0,
+    );
+    let before = kernel.state().routes.clone();
+    run_for(&mut core, t0, 20);
+    assert_eq!(
+        kernel.state().routes,
+        before,
+        "routes changed before the agent said what it wants"
+    );
+    core.set_desired(desired);
+    core.step(t0 + Duration::from_secs(21));
+    assert_converged(&kernel, "after the first desired state");
+}

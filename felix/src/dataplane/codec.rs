@@ -255,8 +255,9 @@ pub fn neighbour_from_message(m: &NeighbourMessage) -> Option<Neighbour> {
 pub fn neighbour_dump_request(family: AddressFamily, ifindex: Option<u32>) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
     m.header.family = family;
+    // Strict dump checking wants the filter as NDA_IFINDEX, with a zero header ifindex.
     if let Some(i) = ifindex {
-        m.header.ifindex = i;
+        m.attributes.push(NeighbourAttribute::IfIndex(i));
     }
     m
 }

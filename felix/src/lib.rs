@@ -13,8 +13,10 @@ pub mod ownership;
 pub mod plan;
 pub mod programmed;
 pub mod reconciler;
+pub mod sha1;
 mod sys;
 pub mod sysctl;
+pub mod workload;
 
 pub use dataplane::{Dataplane, DataplaneError, OpError};
 pub use model::{

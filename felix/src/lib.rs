@@ -7,6 +7,7 @@
 pub mod dataplane;
 pub mod model;
 pub mod monitor;
+pub mod mtu;
 pub mod netns;
 pub mod nlsock;
 pub mod ownership;

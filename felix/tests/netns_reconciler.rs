@@ -261,3 +261,26 @@ fn netns_reconciler_grace_period_then_cleanup_of_endpointless_link() {
         "not deleted after the grace period"
     );
 }
+
+#[test]
+fn netns_host_mtu_is_the_smallest_up_matching_link() {
+    let ns = Netns::create("fx-mtu").expect("create namespace");
+    assert_eq!(
+        ns.run(|| felix::mtu::detect_host_mtu(felix::mtu::DEFAULT_MTU_IFACE_PATTERN))
+            .unwrap()
+            .unwrap(),
+        1460,
+        "fallback"
+    );
+    ip(&ns, "link add eth0 mtu 9000 type veth peer name ens5");
+    ip(&ns, "link set ens5 mtu 1450");
+    ip(&ns, "link add eth1 mtu 1300 type veth peer name caliX");
+    ip(&ns, "link set eth0 up");
+    ip(&ns, "link set ens5 up");
+    // eth1 stays down: ignored although it is the smallest.
+    let mtu = ns
+        .run(|| felix::mtu::detect_host_mtu(felix::mtu::DEFAULT_MTU_IFACE_PATTERN))
+        .unwrap()
+        .unwrap();
+    assert_eq!(mtu, 1450);
+}

@@ -10,8 +10,8 @@ use std::io;
 use std::os::fd::AsFd;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
@@ -86,6 +86,17 @@ pub enum Reply {
     Lost,
 }
 
+/// How a batch learns that its requests succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckMode {
+    /// `NLM_F_ACK` on every request: one ACK (one `recvmsg`) per request.
+    EveryRequest,
+    /// The kernel reports only failures (each matched by sequence number); an ACKed
+    /// `NLMSG_NOOP` closes each `sendmsg`, so its ACK proves every earlier request was handled.
+    /// Half the system calls of `EveryRequest`.
+    ErrorsAndBarrier,
+}
+
 /// A blocking NETLINK_ROUTE socket.
 pub struct NlSocket {
     sock: Socket,
@@ -94,6 +105,8 @@ pub struct NlSocket {
     wbuf: Vec<u8>,
     /// Requests that change kernel state (batch entries and `request`s) sent so far.
     pub writes: u64,
+    /// How `batch` collects answers.
+    pub ack_mode: AckMode,
 }
 
 impl NlSocket {
@@ -117,6 +130,7 @@ impl NlSocket {
             rbuf: Vec::with_capacity(RECV_CHUNK),
             wbuf: Vec::with_capacity(MAX_BATCH_BYTES + 4096),
             writes: 0,
+            ack_mode: AckMode::ErrorsAndBarrier,
         })
     }
 
@@ -177,8 +191,9 @@ impl NlSocket {
         }
     }
 
-    /// Sends every message with ACK requested, several per `sendmsg`, and returns one reply per
-    /// message, in order. Errors are attributed to their request by sequence number.
+    /// Sends the messages several per `sendmsg` and returns one reply per message, in order.
+    /// Errors are attributed to their request by sequence number; successes are known from
+    /// per-request ACKs or from the batch's closing barrier ACK (see `AckMode`).
     pub fn batch(
         &mut self,
         msgs: Vec<(RouteNetlinkMessage, u16)>,
@@ -187,19 +202,34 @@ impl NlSocket {
         let mut iter = msgs.into_iter().peekable();
         while iter.peek().is_some() {
             self.wbuf.clear();
-            let base = self.next_seq(MAX_BATCH as u32);
+            let base = self.next_seq(MAX_BATCH as u32 + 1);
+            let ack = match self.ack_mode {
+                AckMode::EveryRequest => NLM_F_ACK,
+                AckMode::ErrorsAndBarrier => 0,
+            };
             let mut n = 0usize;
             while n < MAX_BATCH && self.wbuf.len() < MAX_BATCH_BYTES {
                 let Some((msg, flags)) = iter.next() else {
                     break;
                 };
                 let seq = base.wrapping_add(n as u32);
-                Self::encode(&mut self.wbuf, msg, flags | NLM_F_REQUEST | NLM_F_ACK, seq);
+                Self::encode(&mut self.wbuf, msg, flags | NLM_F_REQUEST | ack, seq);
                 n += 1;
+            }
+            let barrier_seq = base.wrapping_add(n as u32);
+            if self.ack_mode == AckMode::ErrorsAndBarrier {
+                // NLMSG_NOOP with ACK: the kernel acknowledges it after every request before it.
+                self.wbuf.extend_from_slice(&16u32.to_ne_bytes());
+                self.wbuf.extend_from_slice(&NLMSG_NOOP.to_ne_bytes());
+                self.wbuf
+                    .extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+                self.wbuf.extend_from_slice(&barrier_seq.to_ne_bytes());
+                self.wbuf.extend_from_slice(&0u32.to_ne_bytes());
             }
             self.send_buf()?;
             self.writes += n as u64;
             let mut chunk: Vec<Option<Reply>> = vec![None; n];
+            let mut barrier_acked = false;
             loop {
                 match self.recv_datagram(true) {
                     Ok(true) => {}
@@ -209,15 +239,28 @@ impl NlSocket {
                     Err(e) => return Err(e),
                 }
                 for (hdr, payload) in frames(&self.rbuf) {
-                    let idx = hdr.seq.wrapping_sub(base) as usize;
-                    if idx >= n || hdr.kind != NLMSG_ERROR {
+                    if hdr.kind != NLMSG_ERROR {
                         continue;
                     }
-                    chunk[idx] = Some(parse_error_payload(hdr.flags, payload));
+                    let idx = hdr.seq.wrapping_sub(base) as usize;
+                    if idx < n {
+                        chunk[idx] = Some(parse_error_payload(hdr.flags, payload));
+                    } else if hdr.seq == barrier_seq {
+                        barrier_acked = true;
+                    }
                 }
             }
-            // Every answer is queued before `send` returns; a missing one was dropped.
-            replies.extend(chunk.into_iter().map(|r| r.unwrap_or(Reply::Lost)));
+            // Every answer is queued before `send` returns; a missing one was dropped. Without
+            // per-request ACKs, silence means success only if the barrier's ACK arrived.
+            let silent = match self.ack_mode {
+                AckMode::ErrorsAndBarrier if barrier_acked => Reply::Ack,
+                _ => Reply::Lost,
+            };
+            replies.extend(
+                chunk
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|| silent.clone())),
+            );
         }
         Ok(replies)
     }

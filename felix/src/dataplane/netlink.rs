@@ -14,7 +14,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::codec;
 use super::{Dataplane, DataplaneError, OpError, interpret_lookup};
 use crate::model::{Link, Neighbour, RT_TABLE_MAIN, Resolution, Route};
-use crate::nlsock::{NetlinkError, NlSocket, Reply};
+use crate::nlsock::{AckMode, NetlinkError, NlSocket, Reply};
 use crate::plan::Op;
 
 const FAMILIES: [AddressFamily; 2] = [AddressFamily::Inet, AddressFamily::Inet6];
@@ -32,6 +32,11 @@ impl NetlinkDataplane {
             sock: NlSocket::open()?,
             sysctl_writes: 0,
         })
+    }
+
+    /// Chooses how batch successes are confirmed (default: errors plus a barrier ACK).
+    pub fn set_ack_mode(&mut self, mode: AckMode) {
+        self.sock.ack_mode = mode;
     }
 
     /// The route/neighbour messages for `ops`, with their netlink flags.

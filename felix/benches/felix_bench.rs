@@ -17,6 +17,9 @@ use felix::nlsock::AckMode;
 use felix::{DesiredState, NextHop, Op, ReconcilerConfig, ReconcilerHandle, RemoteRoute, Route};
 use ipnet::IpNet;
 
+/// One benchmarked method: its name and a round (routes → add and delete rates).
+type Method = (&'static str, fn(u32) -> (f64, f64));
+
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 fn dst(i: u32) -> Ipv4Addr {
@@ -189,7 +192,7 @@ fn main() {
     println!(
         "felix-bench: {n} IPv4 /32 routes `via 192.0.2.1 dev eth0 proto 97`, {rounds} rounds, median"
     );
-    let methods: [(&str, fn(u32) -> (f64, f64)); 4] = [
+    let methods: [Method; 4] = [
         ("felix dataplane, errors + barrier ACK (default)", |n| {
             felix_round(n, AckMode::ErrorsAndBarrier)
         }),

@@ -314,6 +314,16 @@ pub enum Resolution {
     Unresolvable { reason: String },
 }
 
+impl Resolution {
+    /// `(gateway, ifindex)` when the next hop resolves.
+    pub fn via(&self) -> Option<(IpAddr, u32)> {
+        match self {
+            Resolution::Via { gateway, ifindex } => Some((*gateway, *ifindex)),
+            Resolution::Unresolvable { .. } => None,
+        }
+    }
+}
+
 /// A network link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {

@@ -31,6 +31,9 @@ pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(90);
 /// Calico's `routeCleanupGracePeriod`.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 const MIN_RETRY: Duration = Duration::from_millis(50);
+/// Above this many changed links in one batch, one full resync is cheaper than per-link dumps
+/// (each filtered dump still walks the whole FIB in the kernel).
+const MAX_LINK_RESYNCS: usize = 16;
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// How the reconciler behaves.
@@ -297,6 +300,9 @@ impl<D: Dataplane> ReconcilerCore<D> {
 
     /// One pass; `Ok(false)` when some op failed (a full resync follows after backoff).
     fn run_step(&mut self, now: Instant) -> Result<bool, DataplaneError> {
+        if self.dirty_links.len() > MAX_LINK_RESYNCS {
+            self.need_full_resync = true;
+        }
         if self.need_full_resync {
             self.full_resync(now)?;
         } else {

@@ -246,7 +246,7 @@ fn netns_reconciler_grace_period_then_cleanup_of_endpointless_link() {
     ip(&ns, "link set podZ up");
     ip(&ns, "route add 10.0.0.99/32 dev caliZ proto 97");
     let cfg = ReconcilerConfig {
-        grace_period: Duration::from_millis(1500),
+        grace_period: Duration::from_secs(3),
         ..config(&ns)
     };
     let h = ReconcilerHandle::spawn(cfg).expect("spawn reconciler");

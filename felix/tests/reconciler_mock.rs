@@ -518,3 +518,38 @@ fn nothing_is_written_before_the_first_desired_state() {
     core.step(t0 + Duration::from_secs(21));
     assert_converged(&kernel, "after the first desired state");
 }
+
+#[test]
+fn a_burst_of_link_events_becomes_one_full_resync() {
+    let (kernel, desired) = setup();
+    let t0 = Instant::now();
+    let metrics = Arc::new(Metrics::default());
+    let mut core = ReconcilerCore::new(kernel.dataplane(), config(), metrics.clone(), t0);
+    core.set_desired(desired);
+    let now = run_for(&mut core, t0, 20);
+    let before = metrics.snapshot();
+    let new_links: Vec<felix::Link> = {
+        let mut k = kernel.state();
+        (0..40)
+            .map(|i| k.add_link(&format!("caliN{i}"), true))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|i| k.links[&i].clone())
+            .collect()
+    };
+    for l in new_links {
+        core.on_link_event(LinkEvent::Changed(l));
+    }
+    core.step(now);
+    let after = metrics.snapshot();
+    assert_eq!(after.full_resyncs, before.full_resyncs + 1);
+    assert_eq!(
+        after.link_resyncs, before.link_resyncs,
+        "no per-link dumps for a burst"
+    );
+    assert_eq!(
+        kernel.state().sysctls["net/ipv4/conf/caliN39/proxy_arp"],
+        "1",
+        "new links configured"
+    );
+}

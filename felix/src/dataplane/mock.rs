@@ -72,12 +72,22 @@ impl KernelState {
             mac: None,
         };
         self.links.insert(index, link);
+        // The kernel creates the link's /proc/sys entries with it.
+        for (key, _) in crate::sysctl::workload_link_sysctls(name) {
+            self.sysctls
+                .entry(key)
+                .or_insert_with(|| "default".to_string());
+        }
         index
     }
 
     /// Deletes a link and, as the kernel does, every route and neighbour entry using it.
     pub fn delete_link(&mut self, index: u32) {
-        self.links.remove(&index);
+        if let Some(link) = self.links.remove(&index) {
+            for (key, _) in crate::sysctl::workload_link_sysctls(&link.name) {
+                self.sysctls.remove(&key);
+            }
+        }
         self.flush_link(index);
     }
 

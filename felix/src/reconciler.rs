@@ -744,7 +744,12 @@ async fn drive<D: Dataplane>(
             evs = events => match evs {
                 Ok(evs) => evs.into_iter().for_each(|e| core.on_link_event(e)),
                 Err(e) => {
-                    warn!(error = %e, "link monitor failed; full resync");
+                    // Reopen once rather than spin on a broken socket; without a monitor the
+                    // periodic resync still repairs everything.
+                    warn!(error = %e, "link monitor failed; reopening it and resyncing");
+                    monitor = LinkMonitor::open()
+                        .inspect_err(|e| warn!(error = %e, "link monitor unavailable"))
+                        .ok();
                     core.request_full_resync();
                 }
             },

@@ -264,6 +264,47 @@ impl Route {
         }
     }
 
+    /// The route in `ip route` style, with link names from `names` (ifindex when unknown).
+    pub fn describe(&self, names: &BTreeMap<u32, String>) -> String {
+        let dev = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"));
+        let hop = |h: &NextHop| {
+            let mut s = String::new();
+            if let Some(g) = h.gateway {
+                s.push_str(&format!("via {g} "));
+            }
+            s.push_str(&format!("dev {}", dev(h.ifindex)));
+            if h.onlink {
+                s.push_str(" onlink");
+            }
+            s
+        };
+        let mut out = match self.kind {
+            RouteKind::Unicast => self.dst.to_string(),
+            RouteKind::Blackhole => format!("blackhole {}", self.dst),
+            RouteKind::Unreachable => format!("unreachable {}", self.dst),
+            RouteKind::Prohibit => format!("prohibit {}", self.dst),
+            RouteKind::Local => format!("local {}", self.dst),
+            RouteKind::Other(t) => format!("type {t} {}", self.dst),
+        };
+        match self.next_hops.as_slice() {
+            [] => {}
+            [h] => out.push_str(&format!(" {}", hop(h))),
+            hops => {
+                for h in hops {
+                    out.push_str(&format!(" nexthop {}", hop(h)));
+                }
+            }
+        }
+        if self.scope == RT_SCOPE_LINK {
+            out.push_str(" scope link");
+        }
+        out.push_str(&format!(" proto {}", self.protocol));
+        if self.priority != Self::default_priority(&self.dst) {
+            out.push_str(&format!(" metric {}", self.priority));
+        }
+        out
+    }
+
     /// True when this route goes out of link `ifindex` (any of its next hops).
     pub fn uses_link(&self, ifindex: u32) -> bool {
         self.next_hops.iter().any(|h| h.ifindex == ifindex)
@@ -376,6 +417,46 @@ mod tests {
             "10.0.0.0/26".parse().unwrap(),
         ));
         assert!(d.blackholes.is_empty());
+    }
+
+    #[test]
+    fn routes_describe_like_ip_route() {
+        let names: BTreeMap<u32, String> =
+            [(2, "eth0".to_string()), (7, "caliA".to_string())].into();
+        let hop = |g: &str| NextHop {
+            gateway: Some(g.parse().unwrap()),
+            ifindex: 2,
+            onlink: false,
+        };
+        let cases = [
+            (
+                Route::workload("10.0.0.1".parse().unwrap(), 7, 97),
+                "10.0.0.1/32 dev caliA scope link proto 97",
+            ),
+            (
+                Route::blackhole("10.0.0.0/26".parse().unwrap(), 97),
+                "blackhole 10.0.0.0/26 proto 97",
+            ),
+            (
+                Route::via("10.1.0.0/26".parse().unwrap(), vec![hop("192.0.2.1")], 97),
+                "10.1.0.0/26 via 192.0.2.1 dev eth0 proto 97",
+            ),
+            (
+                Route::via(
+                    "10.2.0.0/26".parse().unwrap(),
+                    vec![hop("192.0.2.2"), hop("192.0.2.1")],
+                    97,
+                ),
+                "10.2.0.0/26 nexthop via 192.0.2.1 dev eth0 nexthop via 192.0.2.2 dev eth0 proto 97",
+            ),
+            (
+                Route::workload("fd00::1".parse().unwrap(), 9, 97),
+                "fd00::1/128 dev if9 proto 97",
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(r.describe(&names), want);
+        }
     }
 
     #[test]

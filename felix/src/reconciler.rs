@@ -125,6 +125,16 @@ pub struct FibSnapshot {
     pub converged: bool,
 }
 
+impl FibSnapshot {
+    /// One `ip route`-style line per programmed route (for `gingerctl route show --fib`).
+    pub fn route_lines(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|r| r.describe(&self.link_names))
+            .collect()
+    }
+}
+
 /// The synchronous reconciler (see the module doc).
 pub struct ReconcilerCore<D: Dataplane> {
     dp: D,

@@ -181,6 +181,17 @@ fn netns_reconciler_programs_repairs_and_restarts_without_writes() {
     h.set_desired(desired());
     wait_converged(&h);
     assert_programmed(&ns);
+    let lines = h.snapshot_blocking().expect("snapshot").route_lines();
+    for want in [
+        "blackhole 10.0.0.0/26 proto 97",
+        "10.0.0.1/32 dev caliA scope link proto 97",
+        "10.1.0.0/26 nexthop via 192.0.2.1 dev eth0 nexthop via 192.0.2.2 dev eth0 proto 97",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == want),
+            "{want:?} not in the FIB snapshot: {lines:#?}"
+        );
+    }
     let rejected = h.rejected().borrow().clone();
     assert!(
         rejected.iter().any(|r| r.dst == net("10.3.0.0/26") && matches!(r.reason, Reason::Unresolvable { .. })),

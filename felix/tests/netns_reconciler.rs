@@ -295,3 +295,48 @@ fn netns_host_mtu_is_the_smallest_up_matching_link() {
         .unwrap();
     assert_eq!(mtu, 1450);
 }
+
+#[test]
+fn netns_reconciler_burst_of_new_workload_links() {
+    let ns = Netns::create("fx-burst").expect("create namespace");
+    let h = ReconcilerHandle::spawn(config(&ns)).expect("spawn reconciler");
+    let n = 60u32;
+    let mut d = DesiredState::default();
+    for i in 0..n {
+        let name = format!("cali{i:011}");
+        let ip = addr(&format!("10.0.{}.{}", i / 200, i % 200 + 1));
+        d.workloads.insert(
+            name.clone(),
+            WorkloadEndpoint {
+                ifname: name,
+                mac: None,
+                ips: vec![ip],
+            },
+        );
+    }
+    // The endpoints are known before their links exist, as when the CNI reports them first.
+    h.set_desired(d);
+    wait_converged(&h);
+    let dir = std::env::temp_dir().join(format!("fx-burst-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let batch = dir.join("links.batch");
+    let mut cmds = String::new();
+    for i in 0..n {
+        cmds.push_str(&format!("link add cali{i:011} type veth peer name pod{i}\nlink set cali{i:011} up\nlink set pod{i} up\n"));
+    }
+    std::fs::write(&batch, cmds).unwrap();
+    ns.ip(&["-batch", &batch.to_string_lossy()])
+        .expect("create links");
+    let _ = std::fs::remove_dir_all(&dir);
+    let routes = || ip_json(&ns, &["-4", "route", "show", "proto", "97"]).len();
+    assert!(
+        wait_for(WAIT, || routes() == n as usize),
+        "only {} of {n} workload routes after the burst",
+        routes()
+    );
+    wait_converged(&h);
+    assert_eq!(
+        sysctl(&ns, &format!("net/ipv4/conf/cali{:011}/proxy_arp", n - 1)),
+        "1"
+    );
+}

@@ -374,7 +374,11 @@ impl NlSocket {
                             });
                         }
                     }
-                    _ => out.push(decode(hdr.whole, what)?),
+                    _ => match decode(hdr.whole, what) {
+                        Ok(m) => out.push(m),
+                        // One object the codec cannot read must not blind felix to the rest.
+                        Err(e) => tracing::warn!(error = %e, "skipping an undecodable dump entry"),
+                    },
                 }
             }
             if done {

@@ -553,3 +553,34 @@ fn a_burst_of_link_events_becomes_one_full_resync() {
         "new links configured"
     );
 }
+
+#[test]
+fn threaded_handle_over_the_mock_converges_and_is_shareable() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<felix::ReconcilerHandle>();
+    let (kernel, desired) = setup();
+    let cfg = ReconcilerConfig {
+        grace_period: Duration::ZERO,
+        ..Default::default()
+    };
+    let h = felix::ReconcilerHandle::spawn_with(kernel.dataplane(), cfg).expect("spawn");
+    h.set_desired(desired);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !h.snapshot_blocking().expect("thread alive").converged {
+        assert!(Instant::now() < deadline, "did not converge");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_converged(&kernel, "threaded handle");
+    let rejected = h.rejected().borrow().clone();
+    assert_eq!(
+        rejected.iter().map(|r| r.dst).collect::<Vec<_>>(),
+        vec![net("10.3.0.0/26")]
+    );
+    let m = h.metrics();
+    assert!(
+        m.ops_applied > 0 && m.full_resyncs >= 1 && m.routes_programmed == 6,
+        "{m:?}"
+    );
+    h.shutdown();
+    assert_converged(&kernel, "shutdown flushes nothing");
+}

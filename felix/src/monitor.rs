@@ -7,9 +7,9 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use netlink_packet_core::NetlinkMessage;
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use rtnetlink::packet_core::NetlinkMessage;
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use tokio::io::unix::AsyncFd;
 
 use crate::dataplane::codec::link_from_message;
@@ -104,12 +104,16 @@ pub fn parse_events(datagram: &[u8]) -> Vec<LinkEvent> {
             continue;
         };
         match msg.payload {
-            netlink_packet_core::NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+            rtnetlink::packet_core::NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(
+                l,
+            )) => {
                 if let Some(link) = link_from_message(&l) {
                     out.push(LinkEvent::Changed(link));
                 }
             }
-            netlink_packet_core::NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => {
+            rtnetlink::packet_core::NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(
+                l,
+            )) => {
                 out.push(LinkEvent::Deleted {
                     index: l.header.index,
                 });

@@ -9,12 +9,12 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use netlink_packet_core::{
+use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
     NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::{Socket, protocols::NETLINK_ROUTE};
 
 /// Receive buffer we ask for (forced past `rmem_max` when we may): room for a batch's ACKs.
 const RECEIVE_BUFFER: usize = 8 << 20;

@@ -43,8 +43,8 @@ pub(crate) fn force_receive_buffer(sock: BorrowedFd<'_>, bytes: usize) -> io::Re
 
 /// Registers an owned netlink socket with the current tokio reactor for readability.
 pub(crate) fn register_readable(
-    sock: netlink_sys::Socket,
-) -> io::Result<tokio::io::unix::AsyncFd<netlink_sys::Socket>> {
+    sock: rtnetlink::sys::Socket,
+) -> io::Result<tokio::io::unix::AsyncFd<rtnetlink::sys::Socket>> {
     // SAFETY: the AsyncFd takes ownership of `sock`, whose fd is open, is closed only when the
     // socket is dropped (after the AsyncFd deregisters it), and `as_raw_fd` always returns it.
     unsafe {

@@ -11,13 +11,13 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
-use netlink_packet_route::link::{
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use tracing::warn;
 
 use crate::dataplane::codec;
@@ -213,9 +213,9 @@ fn pod_route(dst: IpAddr, prefix_len: u8, gateway: Option<IpAddr>, index: u32) -
         AddressFamily::Inet6
     };
     m.header.destination_prefix_length = prefix_len;
-    m.header.table = netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN;
-    m.header.protocol = netlink_packet_route::route::RouteProtocol::Boot;
-    m.header.kind = netlink_packet_route::route::RouteType::Unicast;
+    m.header.table = rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = rtnetlink::packet_route::route::RouteProtocol::Boot;
+    m.header.kind = rtnetlink::packet_route::route::RouteType::Unicast;
     m.header.scope = if gateway.is_none() {
         RouteScope::Link
     } else {

@@ -6,12 +6,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use netlink_packet_route::AddressFamily;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::neighbour::{
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{
+use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop,
     RouteNextHopFlags, RouteProtocol, RouteScope, RouteType,
 };
@@ -288,7 +288,7 @@ pub fn link_from_message(m: &LinkMessage) -> Option<Link> {
 
 #[cfg(test)]
 mod tests {
-    use netlink_packet_core::{Emitable, Parseable};
+    use rtnetlink::packet_core::{Emitable, Parseable};
 
     use super::*;
 

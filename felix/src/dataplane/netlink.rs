@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::link::LinkMessage;
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::codec;
 use super::{Dataplane, DataplaneError, OpError, interpret_lookup};

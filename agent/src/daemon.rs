@@ -232,8 +232,10 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
 
     let result = watch_config(&opts, &speaker, &state, &metrics, shutdown).await;
 
-    tracing::info!("shutting down: closing BGP sessions (routes in the kernel stay)");
-    let _ = speaker.shutdown().await;
+    // As for a restart: with graceful restart, sessions end without a NOTIFICATION, so peers
+    // keep forwarding to this node's pods until it is back (Calico's BIRD is killed, likewise).
+    tracing::info!("shutting down: leaving BGP sessions for a graceful restart; routes stay");
+    let _ = speaker.shutdown_for_restart().await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;

@@ -191,6 +191,8 @@ mod tests {
             prefixes_accepted: 0,
             prefixes_advertised: 0,
             counters: PeerCounters::default(),
+            end_of_rib_received: Vec::new(),
+            stale_paths: 0,
         }
     }
 

@@ -564,6 +564,8 @@ mod tests {
             prefixes_received: 12,
             prefixes_accepted: 10,
             prefixes_advertised: 3,
+            end_of_rib_received: Vec::new(),
+            stale_paths: 0,
             counters: PeerCounters {
                 updates_in: 40,
                 updates_out: 7,
@@ -587,6 +589,8 @@ mod tests {
             prefixes_accepted: 0,
             prefixes_advertised: 0,
             counters: PeerCounters::default(),
+            end_of_rib_received: Vec::new(),
+            stale_paths: 0,
             ..base.clone()
         };
         vec![base, down]

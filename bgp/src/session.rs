@@ -23,8 +23,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{PeerConfig, SpeakerConfig};
-use crate::fsm::{ConnId, FsmConfig, Input, Output, PeerFsm, Timer};
+use crate::fsm::{ConnId, DownReason, FsmConfig, Input, Output, PeerFsm, Timer};
 use crate::negotiate::LocalOpen;
+use crate::packet::notification;
 use crate::packet::{
     self, AfiSafi, CodecParams, GracefulRestartCap, Message, MessageType, Notification, UpdateMsg,
 };
@@ -138,14 +139,13 @@ struct Session {
     finished: bool,
 }
 
-/// BIRD-style socket error text: `Socket: Connection refused`.
+/// A socket error as BIRD words it (`Connection refused`); the FSM prefixes `Socket: `.
 fn socket_error(e: &io::Error) -> String {
     let text = e.to_string();
-    let text = match text.find(" (os error") {
-        Some(i) => &text[..i],
-        None => &text,
-    };
-    format!("Socket: {text}")
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 async fn read_some(conn: &mut Option<Conn>) -> io::Result<usize> {
@@ -280,7 +280,7 @@ impl Session {
                 Some(f) = self.failed_rx.recv() => {
                     let current = self.conn(f.conn).is_some_and(|c| c.serial == f.serial);
                     if current {
-                        self.input(Input::Closed(f.conn, f.error)).await;
+                        self.lost(f.conn, f.error).await;
                     }
                 }
                 r = read_some(&mut self.out) => self.on_read(ConnId::Out, r).await,
@@ -329,6 +329,17 @@ impl Session {
             SessionCmd::Send(batch) => self.send_batch(batch),
             SessionCmd::Stop(n) => {
                 self.input(Input::Stop(n)).await;
+                self.finished = true;
+            }
+            SessionCmd::Abandon => {
+                // No NOTIFICATION: to the peer this looks like our restart (RFC 4724), so a
+                // graceful-restart helper keeps our routes while we are away.
+                if let Some(c) = self.connecting.take() {
+                    c.abort();
+                }
+                for c in [self.out.take(), self.inc.take()].into_iter().flatten() {
+                    c.writer_task.abort();
+                }
                 self.finished = true;
             }
         }
@@ -393,11 +404,8 @@ impl Session {
 
     async fn on_read(&mut self, id: ConnId, result: io::Result<usize>) {
         match result {
-            Ok(0) => {
-                self.input(Input::Closed(id, "Peer closed connection".to_string()))
-                    .await
-            }
-            Err(e) => self.input(Input::Closed(id, socket_error(&e))).await,
+            Ok(0) => self.lost(id, "Connection closed".to_string()).await,
+            Err(e) => self.lost(id, socket_error(&e)).await,
             Ok(_) => {
                 while let Some(c) = self.conn_mut(id) {
                     let frame = match packet::frame_len(&c.buf[c.start..], c.codec.max_message_len)
@@ -426,6 +434,13 @@ impl Session {
         }
     }
 
+    /// A connection is gone (EOF, read or write error): drop it, then tell the FSM (which
+    /// never answers `Closed` with a `Close`).
+    async fn lost(&mut self, id: ConnId, why: String) {
+        self.close(id);
+        self.input(Input::Closed(id, why)).await;
+    }
+
     async fn on_frame(&mut self, id: ConnId, frame: &[u8]) {
         let Some(c) = self.conn(id) else { return };
         let established = c.established;
@@ -447,7 +462,7 @@ impl Session {
             Err(n) if frame.get(18) == Some(&(MessageType::Notification as u8)) => {
                 // RFC 4271 §6.4: an error in a NOTIFICATION is not answered with one.
                 tracing::warn!(error = %n, "received a malformed NOTIFICATION");
-                self.input(Input::Closed(id, "Received: malformed NOTIFICATION".into()))
+                self.lost(id, "malformed NOTIFICATION received".into())
                     .await;
             }
             Err(n) => self.input(Input::DecodeError(id, n)).await,
@@ -520,8 +535,17 @@ impl Session {
                 .await;
             }
             Output::SessionDown { reason } => {
+                // RFC 4724 §4.2: a lost connection keeps the peer's routes (as stale); so does
+                // hold-timer expiry (the peer may be restarting). A NOTIFICATION exchange or a
+                // local stop is a deliberate reset.
+                let graceful = match &reason {
+                    DownReason::Socket(_) => true,
+                    DownReason::Sent(n) => n.code == notification::code::HOLD_TIMER_EXPIRED,
+                    DownReason::Received(_) | DownReason::Stopped(_) => false,
+                };
                 self.report(SessionEvent::Down {
                     reason: reason.to_string(),
+                    graceful,
                 })
                 .await;
             }

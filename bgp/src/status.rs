@@ -98,6 +98,12 @@ pub struct PeerStatus {
     pub prefixes_advertised: u64,
     /// Counters.
     pub counters: PeerCounters,
+    /// Families whose End-of-RIB the peer has sent on the current session (RFC 4724 §2).
+    #[serde(default)]
+    pub end_of_rib_received: Vec<Family>,
+    /// Paths from this peer kept as stale by graceful restart (we are its helper).
+    #[serde(default)]
+    pub stale_paths: u64,
 }
 
 /// One path to a prefix, with its standing in the decision process.

@@ -499,24 +499,21 @@ impl RawPeer {
 
     /// OPEN (MP IPv4 unicast, 4-octet AS) both ways, then KEEPALIVE both ways.
     fn handshake(&mut self, asn: u16, id: Ipv4Addr, hold: u16) {
-        let caps: Vec<u8> = vec![
-            2,
-            6,
-            1,
-            4,
-            0,
-            1,
-            0,
-            1, // MP IPv4 unicast
-            2,
-            6,
-            65,
-            4,
-            0,
-            0,
-            (asn >> 8) as u8,
-            asn as u8, // 4-octet AS
+        self.handshake_with(asn, id, hold, &[]);
+    }
+
+    /// `handshake` with extra capability TLVs (code, length, value) in the OPEN.
+    fn handshake_with(&mut self, asn: u16, id: Ipv4Addr, hold: u16, extra: &[u8]) {
+        #[rustfmt::skip]
+        let mut caps: Vec<u8> = vec![
+            2, 6, 1, 4, 0, 1, 0, 1, // MP IPv4 unicast
+            2, 6, 65, 4, 0, 0, (asn >> 8) as u8, asn as u8, // 4-octet AS
         ];
+        if !extra.is_empty() {
+            caps.push(2);
+            caps.push(extra.len() as u8);
+            caps.extend(extra);
+        }
         let mut body = vec![4];
         body.extend(asn.to_be_bytes());
         body.extend(hold.to_be_bytes());
@@ -576,4 +573,194 @@ async fn silent_peer_is_dropped_at_hold_time_expiry() {
         st.counters
     );
     s.shutdown().await.unwrap();
+}
+
+/// Restarting speaker `b` (GR restart time `restart`) and helper `a`.
+fn gr_pair(t: u8, restart: u16) -> (SpeakerConfig, SpeakerConfig) {
+    let a = speaker_config(t, 1, 64512).with_peer(with_source(peer(t, 2, 64512), t, 1));
+    let mut b = speaker_config(t, 2, 64512).with_peer(with_source(peer(t, 1, 64512), t, 2));
+    b.graceful_restart.restart_time = restart;
+    (a, b)
+}
+
+async fn stale_of(s: &SpeakerHandle, prefix: &str) -> Option<bool> {
+    s.routes(Some(net(prefix)))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.prefix == net(prefix))
+        .map(|r| r.paths[0].stale)
+}
+
+#[tokio::test]
+async fn helper_keeps_a_restarting_peers_routes_until_its_end_of_rib() {
+    // RFC 4724 §4.2: the connection drops without a NOTIFICATION; the helper keeps the routes
+    // (stale, still used) and swaps them for fresh ones when the peer is back.
+    let t = 10;
+    let (ca, cb) = gr_pair(t, 30);
+    let a = Speaker::start(ca).await.unwrap();
+    let b = Speaker::start(cb.clone()).await.unwrap();
+    let mut changes = a.subscribe().await.unwrap();
+    b.set_originated(originate(&["10.244.9.0/26"]))
+        .await
+        .unwrap();
+    route(&a, "10.244.9.0/26").await;
+    b.shutdown_for_restart().await.unwrap();
+    eventually(
+        "the route to turn stale",
+        Duration::from_secs(10),
+        async || (stale_of(&a, "10.244.9.0/26").await == Some(true)).then_some(()),
+    )
+    .await;
+    let st = a.peers().await.unwrap().remove(0);
+    assert_ne!(st.state, SessionState::Established);
+    assert_eq!(st.stale_paths, 1);
+    let mut stale_published = false;
+    while let Ok(batch) = changes.try_recv() {
+        stale_published |= batch.iter().any(|c| c.stale && !c.next_hops.is_empty());
+    }
+    assert!(
+        stale_published,
+        "the FIB keeps forwarding: stale routes are published as such"
+    );
+
+    let b = Speaker::start(cb).await.unwrap();
+    b.set_originated(originate(&["10.244.9.0/26"]))
+        .await
+        .unwrap();
+    eventually(
+        "fresh routes after End-of-RIB",
+        Duration::from_secs(15),
+        async || {
+            let st = a.peers().await.unwrap().remove(0);
+            (stale_of(&a, "10.244.9.0/26").await == Some(false)
+                && st.stale_paths == 0
+                && st
+                    .end_of_rib_received
+                    .contains(&bgp::types::Family::Ipv4Unicast))
+            .then_some(())
+        },
+    )
+    .await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn stale_routes_go_when_the_peer_does_not_return_in_its_restart_time() {
+    let t = 11;
+    let (ca, cb) = gr_pair(t, 2);
+    let a = Speaker::start(ca).await.unwrap();
+    let b = Speaker::start(cb).await.unwrap();
+    b.set_originated(originate(&["10.244.10.0/26"]))
+        .await
+        .unwrap();
+    route(&a, "10.244.10.0/26").await;
+    b.shutdown_for_restart().await.unwrap();
+    eventually(
+        "the route to turn stale",
+        Duration::from_secs(10),
+        async || (stale_of(&a, "10.244.10.0/26").await == Some(true)).then_some(()),
+    )
+    .await;
+    let start = Instant::now();
+    gone(&a, "10.244.10.0/26").await;
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cease_or_a_return_without_graceful_restart_removes_routes_at_once() {
+    let t = 12;
+    let (ca, cb) = gr_pair(t, 60);
+    let a = Speaker::start(ca).await.unwrap();
+    // A NOTIFICATION (administrative shutdown) is a deliberate reset: no helper mode.
+    let b = Speaker::start(cb.clone()).await.unwrap();
+    b.set_originated(originate(&["10.244.11.0/26"]))
+        .await
+        .unwrap();
+    route(&a, "10.244.11.0/26").await;
+    b.shutdown().await.unwrap();
+    gone(&a, "10.244.11.0/26").await;
+
+    // Restart quietly (stale), then come back without the capability.
+    let b = Speaker::start(cb.clone()).await.unwrap();
+    b.set_originated(originate(&["10.244.11.0/26"]))
+        .await
+        .unwrap();
+    route(&a, "10.244.11.0/26").await;
+    b.shutdown_for_restart().await.unwrap();
+    eventually("stale", Duration::from_secs(10), async || {
+        (stale_of(&a, "10.244.11.0/26").await == Some(true)).then_some(())
+    })
+    .await;
+    // The peer comes back with GR disabled: stale routes are flushed at once (F bit absent).
+    let mut no_gr = cb.clone();
+    no_gr.graceful_restart.enabled = false;
+    let b = Speaker::start(no_gr).await.unwrap();
+    established(&a, "p2").await;
+    gone(&a, "10.244.11.0/26").await;
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_peer_restarting_again_before_its_end_of_rib_loses_its_stale_routes() {
+    // RFC 4724 §4.2 consecutive restarts (Calico's felix#1592): restart once (routes stale),
+    // reconnect without sending End-of-RIB, drop again: the routes still stale are removed.
+    let t = 13;
+    let mut p = peer(t, 2, 64512);
+    p.passive = true;
+    let a = Speaker::start(speaker_config(t, 1, 64512).with_peer(p))
+        .await
+        .unwrap();
+    // Graceful restart capability: restart time 30 s, IPv4 unicast with forwarding preserved.
+    let gr_cap: Vec<u8> = vec![64, 6, 0, 30, 0, 1, 1, 0x80];
+    let id = Ipv4Addr::new(10, t, 0, 2);
+    let mut raw = RawPeer::connect(ip(t, 2), ip(t, 1)).await;
+    let cap = gr_cap.clone();
+    let raw = tokio::task::spawn_blocking(move || {
+        raw.handshake_with(64512, id, 90, &cap);
+        let mut attrs = bgp::types::PathAttrs::local(vec![], vec![]);
+        attrs.next_hop = Some(IpAddr::V4(ip(t, 2)));
+        let params = bgp::packet::CodecParams {
+            four_octet_as: true,
+            local_asn: 64512,
+            ..Default::default()
+        };
+        let mut update = Vec::new();
+        bgp::packet::encode_announce(&params, &attrs, &[net("10.244.12.0/26")], &mut update);
+        raw.stream.write_all(&update).unwrap();
+        raw
+    })
+    .await
+    .unwrap();
+    route(&a, "10.244.12.0/26").await;
+    drop(raw); // connection lost, no NOTIFICATION
+    eventually(
+        "stale after the first restart",
+        Duration::from_secs(10),
+        async || (stale_of(&a, "10.244.12.0/26").await == Some(true)).then_some(()),
+    )
+    .await;
+    let mut raw = RawPeer::connect(ip(t, 2), ip(t, 1)).await;
+    let raw = tokio::task::spawn_blocking(move || {
+        raw.handshake_with(64512, id, 90, &gr_cap);
+        raw
+    })
+    .await
+    .unwrap();
+    established(&a, "p2").await;
+    assert_eq!(
+        stale_of(&a, "10.244.12.0/26").await,
+        Some(true),
+        "kept until End-of-RIB"
+    );
+    drop(raw);
+    gone(&a, "10.244.12.0/26").await;
+    a.shutdown().await.unwrap();
 }

@@ -352,6 +352,8 @@ mod tests {
             prefixes_received: 3,
             prefixes_accepted: 3,
             prefixes_advertised: 1,
+            end_of_rib_received: Vec::new(),
+            stale_paths: 0,
             counters: PeerCounters {
                 updates_in: 4,
                 notifications_in: BTreeMap::from([("6/2".to_string(), 1)]),

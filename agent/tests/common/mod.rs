@@ -123,6 +123,8 @@ pub fn peer(address: &str, state: SessionState, error: Option<&str>) -> PeerStat
             updates_in: 9,
             ..PeerCounters::default()
         },
+        end_of_rib_received: vec![],
+        stale_paths: 0,
     }
 }
 

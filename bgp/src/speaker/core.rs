@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::listener::{self, Listeners};
 use super::{ApiCmd, CoreMsg, SessionCmd, SessionEvent, SpeakerError};
@@ -38,6 +39,8 @@ const BATCH_PREFIXES: usize = 8192;
 const MAX_IN_FLIGHT: usize = 2;
 /// Messages handled before flushing, so a flood still produces output steadily.
 const MAX_DRAIN: usize = 512;
+/// How long stale paths may wait for the restarted peer's End-of-RIB (FRR's stalepath-time).
+const STALE_PATH_TIME: Duration = Duration::from_secs(360);
 
 /// UPDATE content for one session, encoded by the session task.
 #[derive(Debug, Default)]
@@ -81,6 +84,20 @@ struct Slot {
     peer_router_id: Option<Ipv4Addr>,
     counters: PeerCounters,
     up: Option<Up>,
+    /// Families whose End-of-RIB arrived on the current session.
+    eor_received: Vec<Family>,
+    /// Graceful restart helper state while the peer's paths are stale.
+    gr: Option<GrHelper>,
+}
+
+/// We keep a restarting peer's paths as stale (RFC 4724 §4.2).
+struct GrHelper {
+    /// Families whose paths are retained.
+    families: Vec<Family>,
+    /// While the session is down: when to give up on the peer (its advertised restart time).
+    restart_deadline: Option<Instant>,
+    /// Once it is back: when to give up waiting for its End-of-RIB.
+    stale_deadline: Option<Instant>,
 }
 
 pub(crate) struct Core {
@@ -160,22 +177,43 @@ impl Core {
     }
 
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>) {
-        while let Some(msg) = rx.recv().await {
-            self.handle(msg);
-            let mut drained = 0;
-            while drained < MAX_DRAIN {
-                match rx.try_recv() {
-                    Ok(msg) => self.handle(msg),
-                    Err(_) => break,
+        loop {
+            let deadline = self.next_deadline();
+            let msg = tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => Some(msg),
+                    None => break,
+                },
+                () = sleep_until(deadline) => None,
+            };
+            if let Some(msg) = msg {
+                self.handle(msg);
+                let mut drained = 0;
+                while drained < MAX_DRAIN {
+                    match rx.try_recv() {
+                        Ok(msg) => self.handle(msg),
+                        Err(_) => break,
+                    }
+                    drained += 1;
                 }
-                drained += 1;
             }
+            self.expire_graceful_restarts(Instant::now());
             self.flush();
             if self.stopping {
                 break;
             }
         }
         tracing::info!("BGP speaker stopped");
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|s| s.gr.as_ref())
+            .flat_map(|g| [g.restart_deadline, g.stale_deadline])
+            .flatten()
+            .min()
     }
 
     fn handle(&mut self, msg: CoreMsg) {
@@ -242,6 +280,8 @@ impl Core {
             peer_router_id: None,
             counters: PeerCounters::default(),
             up: None,
+            eor_received: Vec::new(),
+            gr: None,
         });
     }
 
@@ -302,7 +342,7 @@ impl Core {
             ApiCmd::Routes(filter, reply) => {
                 let _ = reply.send(self.route_statuses(filter));
             }
-            ApiCmd::Shutdown(reply) => self.shutdown(reply),
+            ApiCmd::Shutdown { for_restart, reply } => self.shutdown(for_restart, reply),
         }
     }
 
@@ -430,14 +470,18 @@ impl Core {
         self.originated = new;
     }
 
-    fn shutdown(&mut self, reply: oneshot::Sender<()>) {
+    fn shutdown(&mut self, for_restart: bool, reply: oneshot::Sender<()>) {
         self.stopping = true;
         self.listeners = None;
+        let quietly = for_restart && self.config.graceful_restart.enabled;
         let mut tasks = Vec::new();
         for slot in self.slots.iter_mut().filter_map(Option::take) {
-            let _ = slot.cmd.send(SessionCmd::Stop(Notification::cease(
-                cease::ADMINISTRATIVE_SHUTDOWN,
-            )));
+            let cmd = if quietly {
+                SessionCmd::Abandon
+            } else {
+                SessionCmd::Stop(Notification::cease(cease::ADMINISTRATIVE_SHUTDOWN))
+            };
+            let _ = slot.cmd.send(cmd);
             tasks.push(slot.task);
         }
         tokio::spawn(async move {
@@ -488,13 +532,7 @@ impl Core {
                     up.resend.extend(again);
                 }
             }
-            SessionEvent::Down { reason } => {
-                let slot = self.slot_mut(id).expect("checked by caller");
-                tracing::info!(peer = %slot.cfg.name, %reason, "session down");
-                slot.up = None;
-                self.withdraw_source(id);
-                self.sources[id.0 as usize] = None;
-            }
+            SessionEvent::Down { reason, graceful } => self.on_down(id, &reason, graceful),
             SessionEvent::Written { messages } => {
                 let slot = self.slot_mut(id).expect("checked by caller");
                 slot.counters.updates_out += messages;
@@ -548,6 +586,27 @@ impl Core {
             rr_client: slot.cfg.rr_client,
         });
         slot.peer_router_id = Some(negotiated.peer_id);
+        slot.eor_received.clear();
+        let not_preserved = slot.gr.as_mut().map(|gr| {
+            // RFC 4724 §4.2: families the peer no longer preserves (no capability, family
+            // missing, F bit clear) lose their stale paths now; the rest wait for End-of-RIB.
+            gr.restart_deadline = None;
+            let cap = negotiated.peer_graceful_restart.as_ref();
+            let (keep, lost): (Vec<Family>, Vec<Family>) = gr.families.iter().partition(|f| {
+                negotiated.families.contains(f)
+                    && cap.is_some_and(|c| {
+                        c.families
+                            .iter()
+                            .any(|(af, fwd)| af.family() == Some(**f) && *fwd)
+                    })
+            });
+            gr.families = keep;
+            gr.stale_deadline = Some(Instant::now() + STALE_PATH_TIME);
+            lost
+        });
+        if slot.gr.as_ref().is_some_and(|g| g.families.is_empty()) {
+            slot.gr = None;
+        }
         let mut up = Up {
             eor_due: negotiated.families.clone(),
             negotiated,
@@ -572,6 +631,136 @@ impl Core {
             "session established"
         );
         slot.up = Some(up);
+        for family in not_preserved.unwrap_or_default() {
+            self.sweep_stale(id, family, "the restarted peer does not preserve it");
+        }
+    }
+
+    /// A session left Established: keep its paths as stale (graceful restart helper) or remove
+    /// them.
+    fn on_down(&mut self, id: SourceId, reason: &str, graceful: bool) {
+        let slot = self.slots[id.0 as usize]
+            .as_mut()
+            .expect("checked by caller");
+        let up = slot.up.take();
+        let cap = up
+            .as_ref()
+            .and_then(|u| u.negotiated.peer_graceful_restart.clone())
+            .filter(|c| c.restart_time > 0);
+        let name = slot.cfg.name.clone();
+        let Some(cap) = cap.filter(|_| graceful) else {
+            tracing::info!(peer = %name, %reason, "session down");
+            slot.gr = None;
+            self.withdraw_source(id);
+            self.sources[id.0 as usize] = None;
+            return;
+        };
+        let negotiated = up.map(|u| u.negotiated.families).unwrap_or_default();
+        let families: Vec<Family> = cap
+            .families
+            .iter()
+            .filter_map(|(af, _)| af.family())
+            .filter(|f| negotiated.contains(f))
+            .collect();
+        let consecutive = slot.gr.is_some();
+        slot.gr = Some(GrHelper {
+            families: families.clone(),
+            restart_deadline: Some(
+                Instant::now() + Duration::from_secs(u64::from(cap.restart_time)),
+            ),
+            stale_deadline: None,
+        });
+        let ctx = decision_ctx(&self.config, &self.sources);
+        if consecutive {
+            // RFC 4724 §4.2: a peer that restarts again before its End-of-RIB loses the routes
+            // still stale from the previous restart.
+            for p in self.rib.v4.sweep_stale(id, &ctx) {
+                self.changed.insert(IpNet::V4(p));
+            }
+            for p in self.rib.v6.sweep_stale(id, &ctx) {
+                self.changed.insert(IpNet::V6(p));
+            }
+        }
+        let v4 = families.contains(&Family::Ipv4Unicast);
+        let v6 = families.contains(&Family::Ipv6Unicast);
+        let changed4 = if v4 {
+            self.rib.v4.mark_stale(id, &ctx)
+        } else {
+            self.rib.v4.remove_source(id, &ctx)
+        };
+        let changed6 = if v6 {
+            self.rib.v6.mark_stale(id, &ctx)
+        } else {
+            self.rib.v6.remove_source(id, &ctx)
+        };
+        self.changed.extend(changed4.into_iter().map(IpNet::V4));
+        self.changed.extend(changed6.into_iter().map(IpNet::V6));
+        tracing::info!(peer = %name, %reason, restart_time = cap.restart_time, consecutive,
+            "session down: keeping its routes as stale (graceful restart)");
+    }
+
+    /// Remove a peer's stale paths of one family and end helper mode for it.
+    fn sweep_stale(&mut self, id: SourceId, family: Family, why: &str) {
+        let ctx = decision_ctx(&self.config, &self.sources);
+        let changed: Vec<IpNet> = match family {
+            Family::Ipv4Unicast => self
+                .rib
+                .v4
+                .sweep_stale(id, &ctx)
+                .into_iter()
+                .map(IpNet::V4)
+                .collect(),
+            Family::Ipv6Unicast => self
+                .rib
+                .v6
+                .sweep_stale(id, &ctx)
+                .into_iter()
+                .map(IpNet::V6)
+                .collect(),
+        };
+        let swept = changed.len();
+        self.changed.extend(changed);
+        let Some(slot) = self.slots[id.0 as usize].as_mut() else {
+            return;
+        };
+        if let Some(gr) = slot.gr.as_mut() {
+            gr.families.retain(|f| *f != family);
+            if gr.families.is_empty() {
+                slot.gr = None;
+            }
+        }
+        tracing::info!(peer = %slot.cfg.name, %family, swept, why, "stale routes removed");
+    }
+
+    /// Give up on peers whose restart or End-of-RIB did not come in time.
+    fn expire_graceful_restarts(&mut self, now: Instant) {
+        let expired: Vec<(SourceId, Vec<Family>, &'static str)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let gr = s.as_ref()?.gr.as_ref()?;
+                let why = if gr.restart_deadline.is_some_and(|d| d <= now) {
+                    "the peer did not come back within its restart time"
+                } else if gr.stale_deadline.is_some_and(|d| d <= now) {
+                    "the peer sent no End-of-RIB in time"
+                } else {
+                    return None;
+                };
+                Some((SourceId(i as u32), gr.families.clone(), why))
+            })
+            .collect();
+        for (id, families, why) in expired {
+            for family in families {
+                self.sweep_stale(id, family, why);
+            }
+            if let Some(slot) = self.slots[id.0 as usize].as_mut() {
+                slot.gr = None;
+                if slot.up.is_none() {
+                    self.sources[id.0 as usize] = None;
+                }
+            }
+        }
     }
 
     fn on_updates(&mut self, id: SourceId, updates: Vec<crate::packet::UpdateMsg>) {
@@ -587,6 +776,7 @@ impl Core {
             ebgp: up.target.ebgp,
         };
         let ctx = decision_ctx(config, &self.sources);
+        let mut eor_sweeps: Vec<Family> = Vec::new();
         for update in updates {
             slot.counters.updates_in += 1;
             if let Some(why) = &update.treat_as_withdraw {
@@ -614,7 +804,20 @@ impl Core {
             }
             if let Some(family) = update.end_of_rib {
                 tracing::debug!(peer = %slot.cfg.name, %family, "End-of-RIB received");
+                if !slot.eor_received.contains(&family) {
+                    slot.eor_received.push(family);
+                }
+                if slot
+                    .gr
+                    .as_ref()
+                    .is_some_and(|g| g.families.contains(&family))
+                {
+                    eor_sweeps.push(family);
+                }
             }
+        }
+        for family in eor_sweeps {
+            self.sweep_stale(id, family, "End-of-RIB received");
         }
     }
 
@@ -720,7 +923,7 @@ impl Core {
     // ===== snapshots =====
 
     fn peer_statuses(&self) -> Vec<PeerStatus> {
-        let mut counts: HashMap<SourceId, (u64, u64)> = HashMap::new();
+        let mut counts: HashMap<SourceId, PathCounts> = HashMap::new();
         for (_, dest) in self.rib.v4.iter() {
             count_paths(dest, &mut counts);
         }
@@ -733,7 +936,7 @@ impl Core {
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|s| (SourceId(i as u32), s)))
             .map(|(id, s)| {
-                let (received, accepted) = counts.get(&id).copied().unwrap_or((0, 0));
+                let c = counts.get(&id).copied().unwrap_or_default();
                 PeerStatus {
                     name: s.cfg.name.clone(),
                     kind: s.cfg.kind,
@@ -751,10 +954,12 @@ impl Core {
                         .as_ref()
                         .map(|u| u.negotiated.families.clone())
                         .unwrap_or_default(),
-                    prefixes_received: received,
-                    prefixes_accepted: accepted,
+                    prefixes_received: c.received,
+                    prefixes_accepted: c.accepted,
                     prefixes_advertised: s.up.as_ref().map_or(0, |u| u.adj_out.len() as u64),
                     counters: s.counters.clone(),
+                    end_of_rib_received: s.eor_received.clone(),
+                    stale_paths: c.stale,
                 }
             })
             .collect();
@@ -834,13 +1039,31 @@ impl Core {
     }
 }
 
-fn count_paths(dest: &Dest, counts: &mut HashMap<SourceId, (u64, u64)>) {
+/// Paths per source, for `PeerStatus`.
+#[derive(Clone, Copy, Debug, Default)]
+struct PathCounts {
+    received: u64,
+    accepted: u64,
+    stale: u64,
+}
+
+fn count_paths(dest: &Dest, counts: &mut HashMap<SourceId, PathCounts>) {
     for p in dest.paths() {
         let c = counts.entry(p.source).or_default();
-        c.0 += 1;
+        c.received += 1;
         if p.ineligible.is_none() {
-            c.1 += 1;
+            c.accepted += 1;
         }
+        if p.stale {
+            c.stale += 1;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

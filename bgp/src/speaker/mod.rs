@@ -65,7 +65,11 @@ pub(crate) enum ApiCmd {
     Subscribe(mpsc::UnboundedSender<Vec<RouteChange>>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
     Routes(Option<IpNet>, oneshot::Sender<Vec<RouteStatus>>),
-    Shutdown(oneshot::Sender<()>),
+    Shutdown {
+        /// Leave without NOTIFICATIONs so that graceful-restart helpers keep our routes.
+        for_restart: bool,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// What a session task reports to the core.
@@ -89,8 +93,9 @@ pub(crate) enum SessionEvent {
     Updates(Vec<UpdateMsg>),
     /// The peer asked for our routes again (RFC 2918).
     RouteRefresh(Family),
-    /// The session left Established.
-    Down { reason: String },
+    /// The session left Established; `graceful` when the peer's routes may be kept as stale
+    /// (connection lost or hold timer expired, RFC 4724 §4.2).
+    Down { reason: String, graceful: bool },
     /// A batch was written to the socket (`messages` UPDATEs).
     Written { messages: u64 },
     /// A NOTIFICATION went out.
@@ -121,6 +126,8 @@ pub(crate) enum SessionCmd {
     Send(OutBatch),
     /// Close with this NOTIFICATION and end the task.
     Stop(Notification),
+    /// Drop the connections without a NOTIFICATION and end the task.
+    Abandon,
 }
 
 /// Capacity of the core's input channel: enough for bursts, small enough that a busy core
@@ -200,8 +207,24 @@ impl SpeakerHandle {
         self.ask(|r| ApiCmd::Routes(filter, r)).await
     }
 
-    /// Close every session with Cease / Administrative Shutdown and stop the speaker.
+    /// Close every session with Cease / Administrative Shutdown and stop the speaker: peers
+    /// remove our routes at once.
     pub async fn shutdown(&self) -> Result<(), SpeakerError> {
-        self.ask(ApiCmd::Shutdown).await
+        self.ask(|reply| ApiCmd::Shutdown {
+            for_restart: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Stop the speaker as for a restart: with graceful restart enabled, sessions are dropped
+    /// without a NOTIFICATION, so peers that help (RFC 4724) keep forwarding to us until we are
+    /// back; without it, the same as `shutdown`.
+    pub async fn shutdown_for_restart(&self) -> Result<(), SpeakerError> {
+        self.ask(|reply| ApiCmd::Shutdown {
+            for_restart: true,
+            reply,
+        })
+        .await
     }
 }

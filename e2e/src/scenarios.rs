@@ -215,6 +215,62 @@ pub fn bgp_connections(ns: &Netns) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// BGP messages through one interface of a lab namespace held back: TCP segments to or from
+/// port 179 that carry data (PSH) are dropped in both directions by an nftables table inside
+/// the namespace, so TCP connections still open but no OPEN gets through until `release`; TCP
+/// then retransmits what was held. Holding until both ends have a connection up makes their
+/// OPENs cross on two connections at once: a connection collision (RFC 4271 §6.8) on demand.
+/// Dropping the guard releases too (and the namespace's deletion removes the table anyway).
+#[derive(Debug)]
+pub struct HeldOpens<'a> {
+    ns: &'a Netns,
+    held: bool,
+}
+
+/// The nftables table `HeldOpens` uses.
+const HOLD_TABLE: &str = "gng_hold_opens";
+
+impl<'a> HeldOpens<'a> {
+    /// Start dropping BGP data segments through `ifname` in `ns`.
+    pub fn hold(ns: &'a Netns, ifname: &str) -> Result<HeldOpens<'a>> {
+        ns.run(&["nft", "add", "table", "inet", HOLD_TABLE])?;
+        for (chain, hook, dir) in [("in", "input", "iifname"), ("out", "output", "oifname")] {
+            let spec = format!("{{ type filter hook {hook} priority 0 ; }}");
+            ns.run(&["nft", "add", "chain", "inet", HOLD_TABLE, chain, &spec])?;
+            for port in ["sport", "dport"] {
+                ns.run(&[
+                    "nft", "add", "rule", "inet", HOLD_TABLE, chain, dir, ifname, "tcp", port,
+                    "179", "tcp", "flags", "&", "psh", "==", "psh", "drop",
+                ])?;
+            }
+        }
+        Ok(HeldOpens { ns, held: true })
+    }
+
+    /// Let BGP messages through again.
+    pub fn release(&mut self) -> Result<()> {
+        if self.held {
+            self.ns
+                .run(&["nft", "delete", "table", "inet", HOLD_TABLE])?;
+            self.held = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HeldOpens<'_> {
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
+/// Whether `connections` (from `bgp_connections`) include one we accepted (local port 179)
+/// and one we opened (remote port 179): both ends connected.
+pub fn both_directions(connections: &[(String, String)]) -> bool {
+    connections.iter().any(|(l, _)| l.ends_with(":179"))
+        && connections.iter().any(|(_, r)| r.ends_with(":179"))
+}
+
 /// Check `holds` repeatedly for `duration` and panic (a test assertion) the first time it
 /// fails, quoting what it returned; for "stays up" checks, which must watch for a while.
 #[track_caller]

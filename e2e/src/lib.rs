@@ -19,6 +19,7 @@ pub mod netns;
 pub mod proc;
 pub mod rawpeer;
 pub mod router;
+pub mod scenarios;
 pub mod setns;
 pub mod testdir;
 pub mod wait;

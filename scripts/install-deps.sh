@@ -2,7 +2,7 @@
 # Installs what Ginger's tests and demo need on a fresh Debian 12 machine (run as root).
 # Idempotent: packages already present are left alone.
 set -euo pipefail
-pkgs=(bird2 frr gobgpd iproute2 iputils-ping procps psmisc containernetworking-plugins)
+pkgs=(bird2 frr gobgpd iproute2 iputils-ping procps psmisc nftables containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

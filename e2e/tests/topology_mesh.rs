@@ -25,7 +25,10 @@ fn three_node_mesh_each_node_learns_the_other_two() {
         let lan = Segment::new("mesh3")?;
         let mut cluster = Cluster::new().bgp_configuration(
             "default",
-            &format!("{{asNumber: 64512, serviceClusterIPs: [{{cidr: {SERVICES}}}]}}"),
+            // A short graceful restart time, so the stop below is observable end to end.
+            &format!(
+                "{{asNumber: 64512, nodeMeshMaxRestartTime: 3s, serviceClusterIPs: [{{cidr: {SERVICES}}}]}}"
+            ),
         );
         for i in 1..=3 {
             cluster = cluster
@@ -111,11 +114,18 @@ fn three_node_mesh_each_node_learns_the_other_two() {
             "{out}"
         );
 
-        // n3 stops: its sessions close and its paths leave n1 and n2.
+        // n3 stops (SIGTERM, as for a restart): its sessions end without a NOTIFICATION, so n1
+        // and n2 first keep its paths as stale (RFC 4724 helpers), then drop them when its
+        // 3 s restart time passes.
         let n3 = nodes.pop().expect("three nodes");
         n3.process().stop(Signal::SIGTERM)?;
-        for (i, node) in (1..=2).zip(&nodes) {
+        for node in &nodes {
             node.wait_not_established(ip(&addr(3)), T)?;
+            node.wait_route(net(SERVICES), T, &|r| {
+                path_from(r, "Mesh_10_84_0_3").is_some_and(|p| p.stale)
+            })?;
+        }
+        for (i, node) in (1..=2).zip(&nodes) {
             let r = node.wait_route(net(SERVICES), T, &|r| r.paths.len() == 2)?;
             assert!(path_from(&r, "Mesh_10_84_0_3").is_none(), "n{i}: {r:?}");
             let other = 3 - i;

@@ -228,8 +228,11 @@ impl Notification {
 impl fmt::Display for Notification {
     /// `Cease/Administrative Shutdown (6/2)`, with shutdown text or data bytes appended.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hold Timer Expired defines no subcodes: subcode 0 is no information.
+        let has_subcodes = self.code != code::HOLD_TIMER_EXPIRED;
         match self.subcode_name() {
             Some(sub) => write!(f, "{}/{}", self.code_name(), sub)?,
+            None if self.subcode == 0 && !has_subcodes => f.write_str(self.code_name())?,
             None => write!(f, "{} (subcode {})", self.code_name(), self.subcode)?,
         }
         write!(f, " ({}/{})", self.code, self.subcode)?;
@@ -300,6 +303,10 @@ mod tests {
         let n = Notification::new(code::CEASE, 2, b"\x05maint".to_vec());
         assert_eq!(n.shutdown_text().as_deref(), Some("maint"));
         assert!(n.to_string().ends_with(": \"maint\""));
+        assert_eq!(
+            Notification::hold_timer_expired().to_string(),
+            "Hold Timer Expired (4/0)"
+        );
         let n = Notification::new(99, 1, vec![]);
         assert_eq!(n.to_string(), "Unknown error code (subcode 1) (99/1)");
     }

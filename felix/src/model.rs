@@ -99,17 +99,25 @@ pub struct DesiredState {
     pub blackholes: BTreeSet<IpNet>,
     /// Remote routes by destination.
     pub remotes: BTreeMap<IpNet, RemoteRoute>,
+    /// Keep our remote routes that are not in `remotes` instead of deleting them: set by an
+    /// agent that has just restarted (graceful restart, RFC 4724) until BGP has relearned
+    /// everything, so forwarding continues on what the kernel already holds.
+    pub retain_unlisted_remotes: bool,
 }
 
 /// One change to the desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DesiredChange {
     UpsertWorkload(WorkloadEndpoint),
-    RemoveWorkload { ifname: String },
+    RemoveWorkload {
+        ifname: String,
+    },
     AddBlackhole(IpNet),
     RemoveBlackhole(IpNet),
     UpsertRemote(RemoteRoute),
     RemoveRemote(IpNet),
+    /// Set `DesiredState::retain_unlisted_remotes`.
+    RetainUnlistedRemotes(bool),
 }
 
 impl DesiredState {
@@ -134,6 +142,9 @@ impl DesiredState {
             }
             DesiredChange::RemoveRemote(dst) => {
                 self.remotes.remove(&dst.trunc());
+            }
+            DesiredChange::RetainUnlistedRemotes(on) => {
+                self.retain_unlisted_remotes = on;
             }
         }
     }
@@ -206,6 +217,12 @@ impl Route {
             IpNet::V4(_) => 0,
             IpNet::V6(_) => IPV6_DEFAULT_PRIORITY,
         }
+    }
+
+    /// A route via a gateway (what remote routes become), as opposed to a workload link route
+    /// or a blackhole.
+    pub fn is_gateway_route(&self) -> bool {
+        self.kind == RouteKind::Unicast && self.next_hops.iter().any(|h| h.gateway.is_some())
     }
 
     /// `<ip>/32 dev <ifindex> scope link proto <protocol>` (or /128; IPv6 keeps no scope, so

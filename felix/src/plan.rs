@@ -245,6 +245,7 @@ pub fn plan(desired: &DesiredState, programmed: &Programmed, ctx: &PlanContext<'
         r.next_hops
             .iter()
             .any(|h| ctx.grace_links.contains(&h.ifindex))
+            || (desired.retain_unlisted_remotes && r.is_gateway_route())
     };
     let mut dsts: BTreeSet<IpNet> = wanted.keys().copied().collect();
     for (dst, routes) in &programmed.routes {
@@ -483,6 +484,33 @@ mod tests {
             k.record(&op);
         }
         assert_eq!(f.plan(&d, &k), Plan::default(), "second plan must be empty");
+    }
+
+    #[test]
+    fn retained_remote_routes_survive_until_the_flag_is_cleared() {
+        // A restarted agent does not know BGP's routes yet: with the flag, the kernel's remote
+        // routes stay (forwarding continues); without it they are deleted.
+        let mut before = DesiredState::default();
+        before.blackholes.insert(net("10.0.0.0/26"));
+        before.remotes.insert(
+            net("10.1.0.0/26"),
+            remote("10.1.0.0/26", &["192.0.2.1", "192.0.2.2"]),
+        );
+        let f = Fixture::new();
+        let mut k = kernel();
+        for op in f.plan(&before, &k).ops {
+            k.record(&op);
+        }
+        let mut after = DesiredState::default();
+        after.blackholes.insert(net("10.0.0.0/26"));
+        after.retain_unlisted_remotes = true;
+        assert_eq!(f.plan(&after, &k), Plan::default());
+        after.retain_unlisted_remotes = false;
+        let ops = f.plan(&after, &k).ops;
+        assert!(
+            matches!(ops.as_slice(), [Op::DeleteRoute(r)] if r.dst == net("10.1.0.0/26")),
+            "{ops:?}"
+        );
     }
 
     #[test]

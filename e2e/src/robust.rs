@@ -644,22 +644,64 @@ pub fn gingerctl(
     })
 }
 
-/// Wait until `logs()` contains a line with every one of `needles`; returns that line.
-pub fn wait_log_line(
+/// `text` without ANSI colour sequences (`ESC [ … m`), as a terminal would show it.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The lines of `logs` (colours stripped) that contain every one of `needles`.
+pub fn log_lines(logs: &str, needles: &[&str]) -> Vec<String> {
+    strip_ansi(logs)
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Wait until `logs()` has at least `count` lines containing every one of `needles`; returns
+/// the last of them.
+pub fn wait_log_lines(
     logs: impl Fn() -> String,
     needles: &[&str],
+    count: usize,
     timeout: Duration,
 ) -> Result<String> {
-    wait_until(timeout, &format!("a log line with {needles:?}"), || {
-        let text = logs();
-        text.lines()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-            .map(str::to_string)
-            .ok_or_else(|| {
-                let tail: Vec<&str> = text.lines().rev().take(3).collect();
-                format!("last lines: {tail:?}")
-            })
-    })
+    wait_until(
+        timeout,
+        &format!("{count} log line(s) with {needles:?}"),
+        || {
+            let text = logs();
+            let found = log_lines(&text, needles);
+            if found.len() >= count {
+                Ok(found.last().cloned().unwrap_or_default())
+            } else {
+                let plain = strip_ansi(&text);
+                let tail: Vec<&str> = plain.lines().rev().take(3).collect();
+                Err(format!("{} found; last lines: {tail:?}", found.len()))
+            }
+        },
+    )
+}
+
+/// Replace `path` with `text` at once (write a sibling, then rename), so a watcher never
+/// reads half a file.
+pub fn replace_file(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    fs::write(&tmp, text).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming onto {}", path.display()), e))
 }
 
 /// Wait until the node's view of `address` satisfies `done`.
@@ -1275,6 +1317,19 @@ mod tests {
                 .unwrap_err()
                 .contains("column 4")
         );
+    }
+
+    #[test]
+    fn colours_are_stripped_from_log_lines() {
+        let line = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m configuration applied \
+                    \u{1b}[3mtrigger\u{1b}[0m\u{1b}[2m=\u{1b}[0mSIGHUP";
+        assert_eq!(
+            strip_ansi(line),
+            "2026  INFO configuration applied trigger=SIGHUP"
+        );
+        let logs = format!("{line}\nother\n{line}\n");
+        assert_eq!(log_lines(&logs, &["trigger=SIGHUP", "applied"]).len(), 2);
+        assert!(log_lines(&logs, &["trigger=file"]).is_empty());
     }
 
     #[test]

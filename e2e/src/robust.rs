@@ -357,6 +357,31 @@ fn parse_bird_protocol(out: &str, name: &str) -> Result<BirdProtocol> {
     }
 }
 
+/// BIRD's route counts for its session with `peer` (`Routes: N imported, M exported` of
+/// `show protocols all`): what the node sent BIRD, and what BIRD sent the node.
+pub fn bird_route_counts(bird: &Bird, peer: IpAddr) -> Result<(u64, u64)> {
+    let name = format!("peer_{}", peer.to_string().replace(['.', ':'], "_"));
+    let out = bird.birdc(&format!("show protocols all {name}"))?;
+    parse_route_counts(&out)
+        .ok_or_else(|| Error::parse("bird", format!("route counts of {name}"), out))
+}
+
+fn parse_route_counts(out: &str) -> Option<(u64, u64)> {
+    let line = out.lines().find_map(|l| l.trim().strip_prefix("Routes:"))?;
+    let mut imported = None;
+    let mut exported = None;
+    for part in line.split(',') {
+        let mut words = part.split_whitespace();
+        let n: u64 = words.next()?.parse().ok()?;
+        match words.next()? {
+            "imported" => imported = Some(n),
+            "exported" => exported = Some(n),
+            _ => {}
+        }
+    }
+    Some((imported?, exported?))
+}
+
 /// Resident memory of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -1211,6 +1236,15 @@ mod tests {
         assert_eq!(down.info, "Active Socket: Connection refused");
         assert!(parse_bird_protocol(out, "peer_10_81_0_2").is_err());
         assert!(parse_bird_protocol("peer_x BGP\n", "peer_x").is_err());
+    }
+
+    #[test]
+    fn bird_route_counts_parse() {
+        let out = "peer_10_81_0_1 BGP ---  up  19:31:48.612  Established\n  Channel ipv4\n    \
+                   State:          UP\n    Routes:         3 imported, 2 exported, 1 preferred\n";
+        assert_eq!(parse_route_counts(out), Some((3, 2)));
+        assert_eq!(parse_route_counts("    Routes:  x imported\n"), None);
+        assert_eq!(parse_route_counts("no such line"), None);
     }
 
     #[test]

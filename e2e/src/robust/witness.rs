@@ -76,9 +76,19 @@ pub struct BirdProtocol {
 }
 
 /// The BGP protocol row BIRD shows for neighbour `peer` (the launcher names it `peer_<ip>`).
+/// On a loaded machine a `birdc` answer now and then comes back empty; that is asked again
+/// (for up to 5 s), a missing or malformed row is not.
 pub fn bird_protocol(bird: &Bird, peer: IpAddr) -> Result<BirdProtocol> {
     let name = format!("peer_{}", peer.to_string().replace(['.', ':'], "_"));
-    let out = bird.birdc("show protocols")?;
+    let out = wait_until(
+        Duration::from_secs(5),
+        "a non-empty `birdc show protocols`",
+        || match bird.birdc("show protocols") {
+            Ok(out) if out.trim().is_empty() => Err("empty answer".to_string()),
+            Ok(out) => Ok(Ok(out)),
+            Err(e) => Ok(Err(e)),
+        },
+    )??;
     parse_bird_protocol(&out, &name)
 }
 

@@ -57,10 +57,37 @@ impl SessionMark {
             SessionState::Established,
             "{context}: the BIRD session is down: {now:?}"
         );
-        assert_eq!(
-            now, self,
-            "{context}: the BIRD session was reset (before vs now)"
+        let same = now.state == self.state
+            && now.since_unix == self.since_unix
+            && now.established_count == self.established_count
+            && now.bird.state == self.bird.state
+            && now.bird.same_since(&self.bird);
+        assert!(
+            same,
+            "{context}: the BIRD session was reset\nbefore: {self:?}\nnow:    {now:?}"
         );
+    }
+}
+
+/// BIRD shows a state change's time by converting its monotonic clock to wall time at each
+/// query, so the same instant can read a millisecond apart; a real reset moves it by at least
+/// BIRD's error wait (1 s in the lab). Times without milliseconds must match exactly.
+fn same_bird_since(a: &str, b: &str) -> bool {
+    fn millis_of_day(t: &str) -> Option<i64> {
+        let (hms, ms) = t.split_once('.')?;
+        let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+        let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+        Some(((h * 60 + m) * 60 + s) * 1000 + ms.parse::<i64>().ok()?)
+    }
+    match (millis_of_day(a), millis_of_day(b)) {
+        // Midnight between the two readings wraps around.
+        (Some(x), Some(y)) => {
+            (x - y)
+                .rem_euclid(86_400_000)
+                .min((y - x).rem_euclid(86_400_000))
+                <= 100
+        }
+        _ => a == b,
     }
 }
 
@@ -73,6 +100,13 @@ pub struct BirdProtocol {
     pub since: String,
     /// The Info column (`Established`, `Active Socket: Connection refused`).
     pub info: String,
+}
+
+impl BirdProtocol {
+    /// Whether both rows show the same state change (BIRD's time conversion jitter allowed).
+    pub fn same_since(&self, other: &BirdProtocol) -> bool {
+        same_bird_since(&self.since, &other.since)
+    }
 }
 
 /// The BGP protocol row BIRD shows for neighbour `peer` (the launcher names it `peer_<ip>`).
@@ -278,6 +312,16 @@ mod tests {
         assert_eq!(down.info, "Active Socket: Connection refused");
         assert!(parse_bird_protocol(out, "peer_10_81_0_2").is_err());
         assert!(parse_bird_protocol("peer_x BGP\n", "peer_x").is_err());
+    }
+
+    #[test]
+    fn bird_since_tolerates_clock_conversion_jitter_only() {
+        assert!(same_bird_since("20:49:19.274", "20:49:19.273"));
+        assert!(same_bird_since("23:59:59.990", "00:00:00.010"));
+        assert!(!same_bird_since("20:49:19.274", "20:49:20.274"));
+        assert!(!same_bird_since("20:49:19.274", "20:49:19.500"));
+        assert!(same_bird_since("2026-11-22", "2026-11-22"));
+        assert!(!same_bird_since("2026-11-22", "2026-11-23"));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! announces a prefix withdraws it (at the node and at BIRD), and a following valid UPDATE is
 //! accepted. After every row the node still runs, the BIRD session was never reset (neither
 //! the node's since/established count nor BIRD's since changed) and the node's RSS stayed
-//! within 64 MiB of its baseline.
+//! within 64 MiB of its baseline. A peer hanging up mid-message is covered too (currently
+//! ignored: it finds a bug in the session driver, see its `ignore` reason).
 
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -508,7 +509,8 @@ fn raw_session_with_socket(lab: &RawLab) -> e2e::Result<(RawPeer, TcpStream)> {
     Ok((raw, control))
 }
 
-/// Bad framings beyond the table (RFC 4271 §6.1 header errors) and a stream cut mid-message.
+/// Bad framings beyond the table: RFC 4271 §6.1 header errors (a stream cut mid-message is
+/// the next test).
 #[test]
 fn malformed_framing_live() {
     scenario("framing", |dir| {
@@ -545,7 +547,6 @@ fn malformed_framing_live() {
             reset_row(&lab, 100 + row, &case, want, "RFC 4271 §6.1");
             lab.assert_undisturbed(&mark, &budget, name);
         }
-
         Ok(())
     });
 }

@@ -18,6 +18,7 @@ pub mod link;
 pub mod netns;
 pub mod proc;
 pub mod rawpeer;
+pub mod robust;
 pub mod router;
 pub mod scenarios;
 pub mod setns;

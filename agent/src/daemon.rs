@@ -113,6 +113,11 @@ impl AgentState for NodeState {
         }
     }
 
+    fn loc_rib_prefixes(&self) -> impl Future<Output = Option<(u64, u64)>> + Send {
+        let speaker = self.speaker.clone();
+        async move { speaker.rib_size().await.ok() }
+    }
+
     fn bgp_peer_rows(&self) -> Vec<BgpPeerRow> {
         desired::bgp_peer_rows(&self.cluster())
     }

@@ -50,14 +50,29 @@ pub(crate) struct SessionSetup {
     pub peer: PeerConfig,
     pub speaker: SpeakerConfig,
     pub core: mpsc::Sender<CoreMsg>,
+    /// The session this one replaces (a reset): start only once it has said goodbye, so the
+    /// peer reads our Cease before our new OPEN.
+    pub after: Option<JoinHandle<()>>,
 }
 
 /// Start a peer's session task.
 pub(crate) fn spawn(setup: SessionSetup) -> (mpsc::UnboundedSender<SessionCmd>, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = tracing::info_span!("peer", peer = %setup.peer.name, address = %setup.peer.address);
-    let session = Session::new(setup);
-    let task = tokio::spawn(session.run(rx).instrument(span));
+    let after = setup.after;
+    let session = Session::new(SessionSetup {
+        after: None,
+        ..setup
+    });
+    let task = tokio::spawn(
+        async move {
+            if let Some(previous) = after {
+                let _ = tokio::time::timeout(CLOSE_GRACE * 2, previous).await;
+            }
+            session.run(rx).await
+        }
+        .instrument(span),
+    );
     (tx, task)
 }
 
@@ -295,9 +310,24 @@ impl Session {
                 () = sleep_until(deadline) => self.fire_timers().await,
             }
         }
-        // Let queued writes (the final NOTIFICATION) go out before the sockets close.
-        self.close(ConnId::Out);
-        self.close(ConnId::In);
+        // Let queued writes (the final NOTIFICATION) go out before the sockets close, and end
+        // only then: a successor session waits for this task.
+        let writers: Vec<JoinHandle<()>> = [self.out.take(), self.inc.take()]
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let _ = c.writer.send(WriteJob::Close);
+                c.writer_task
+            })
+            .collect();
+        if let Some(c) = self.connecting.take() {
+            c.abort();
+        }
+        for mut w in writers {
+            if tokio::time::timeout(CLOSE_GRACE, &mut w).await.is_err() {
+                w.abort();
+            }
+        }
     }
 
     fn conn(&self, id: ConnId) -> Option<&Conn> {
@@ -465,7 +495,13 @@ impl Session {
                 self.lost(id, "malformed NOTIFICATION received".into())
                     .await;
             }
-            Err(n) => self.input(Input::DecodeError(id, n)).await,
+            Err(n) => {
+                if frame.get(18) == Some(&(MessageType::Update as u8)) {
+                    // Counted as received, like every other UPDATE (FRR does the same).
+                    self.report(SessionEvent::MalformedUpdate).await;
+                }
+                self.input(Input::DecodeError(id, n)).await
+            }
         }
     }
 

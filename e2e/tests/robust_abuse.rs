@@ -188,7 +188,17 @@ fn abuse(label: &str, framing: Framing) {
             tally.refused,
             tally.connections
         );
-        assert_eq!(tally.lingering, 0, "{context}");
+        // With intact framing every connection ends at once. With broken framing a truncated
+        // message leaves the node waiting for its remaining bytes (our Cease becomes part of
+        // them): only the hold timer or our close ends those, as with any BGP speaker. They
+        // must stay rare, and closing them must free the slot (the clean session below).
+        match framing {
+            Framing::Keep => assert_eq!(tally.lingering, 0, "{context}"),
+            Framing::MayBreak => assert!(
+                tally.lingering * 100 <= tally.connections,
+                "{context}: too many lingering connections"
+            ),
+        }
         assert!(
             !lab.ginger.logs().contains("panicked"),
             "{context}: a panic was logged"
@@ -223,9 +233,6 @@ fn randomized_abuse_live() {
 /// The same with lying length fields and short messages: connections then also end with the
 /// node waiting for bytes that never come, and the peer hanging up on it.
 #[test]
-#[ignore = "bug: after a peer closes its TCP connection the session driver keeps the dead \
-            Conn (FSM emits no Close on Input::Closed): later incoming connections from that \
-            peer are dropped and the task spins on EOF"]
 fn randomized_abuse_with_broken_framing_live() {
     abuse("abuse-frames", Framing::MayBreak);
 }

@@ -555,9 +555,6 @@ fn malformed_framing_live() {
 /// see the node close its side too, lose its routes, and be able to connect again; the node
 /// must not keep working on the dead socket meanwhile.
 #[test]
-#[ignore = "bug: after a peer closes its TCP connection the session driver keeps the dead \
-            Conn (FSM emits no Close on Input::Closed): no FIN back, later incoming \
-            connections from that peer are dropped, and the task spins on EOF"]
 fn peer_that_hangs_up_mid_message_can_come_back_live() {
     scenario("hangup", |dir| {
         let (lab, mark, budget) = lab_with_witnesses(dir.path())?;

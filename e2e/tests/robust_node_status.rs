@@ -382,8 +382,6 @@ fn node_status_shows_every_session_state_in_calicos_layout() {
 
 /// The same with BIRD's exact INFO text for a refused connection.
 #[test]
-#[ignore = "bug: INFO reads `Active Socket: Socket: Connection refused`: session.rs passes \
-            socket_error() text (already `Socket: …`) to the FSM, which prefixes `Socket: ` again"]
 fn node_status_socket_errors_read_like_bird() {
     status_in_every_state("status-exact", SocketErrors::Exact);
 }

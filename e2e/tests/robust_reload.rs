@@ -332,9 +332,6 @@ fn a_bad_file_at_start_up_exits_non_zero_with_the_reason() {
 /// BIRD with graceful restart takes the new connection for a restart of the old session
 /// (RFC 4724 §4.2), keeps the routes as stale and never learns why.
 #[test]
-#[ignore = "bug: a peer reset by a config change reconnects before its Cease 6/6 is on the \
-            wire (new session task starts while the old one is closing); BIRD treats the new \
-            connection as a graceful restart and never receives the Cease"]
 fn a_reset_peer_is_told_why_before_the_node_reconnects() {
     scenario("reset-why", |dir| {
         let path = write_cluster(dir.path(), "cluster.yaml", &(node_doc() + &peer_c("10s")))?;

@@ -251,6 +251,11 @@ impl Core {
     // ===== peers =====
 
     fn add_peer(&mut self, cfg: PeerConfig) {
+        self.add_peer_after(cfg, None);
+    }
+
+    /// Start a peer; with `after`, its session waits for that (replaced) session to finish.
+    fn add_peer_after(&mut self, cfg: PeerConfig, after: Option<JoinHandle<()>>) {
         let index = self
             .slots
             .iter()
@@ -268,6 +273,7 @@ impl Core {
             peer: cfg.clone(),
             speaker: self.config.clone(),
             core: self.tx.clone(),
+            after,
         });
         self.slots[index] = Some(Slot {
             cfg,
@@ -285,14 +291,14 @@ impl Core {
         });
     }
 
-    /// Stop a peer's session with `notification` and forget it and its routes.
-    fn remove_peer(&mut self, id: SourceId, notification: Notification) {
-        let Some(slot) = self.slots[id.0 as usize].take() else {
-            return;
-        };
+    /// Stop a peer's session with `notification` and forget it and its routes. Returns the
+    /// session task, which ends once the NOTIFICATION is written.
+    fn remove_peer(&mut self, id: SourceId, notification: Notification) -> Option<JoinHandle<()>> {
+        let slot = self.slots[id.0 as usize].take()?;
         let _ = slot.cmd.send(SessionCmd::Stop(notification));
         self.withdraw_source(id);
         self.sources[id.0 as usize] = None;
+        Some(slot.task)
     }
 
     fn withdraw_source(&mut self, id: SourceId) {
@@ -338,6 +344,9 @@ impl Core {
             }
             ApiCmd::Peers(reply) => {
                 let _ = reply.send(self.peer_statuses());
+            }
+            ApiCmd::RibSize(reply) => {
+                let _ = reply.send((self.rib.v4.len() as u64, self.rib.v6.len() as u64));
             }
             ApiCmd::Routes(filter, reply) => {
                 let _ = reply.send(self.route_statuses(filter));
@@ -394,15 +403,18 @@ impl Core {
                 self.remove_peer(id, Notification::cease(cease::PEER_DECONFIGURED));
             }
         }
+        let mut previous: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
         for name in &resets {
             if let Some(id) = self.slot_by_name(name) {
                 tracing::info!(peer = %name, "peer configuration changed: resetting its session");
-                self.remove_peer(id, change.clone());
+                if let Some(task) = self.remove_peer(id, change.clone()) {
+                    previous.insert(name.clone(), task);
+                }
             }
         }
         for name in resets.iter().chain(diff.added.iter()) {
             if let Some(cfg) = self.config.peers.get(name) {
-                self.add_peer(cfg.clone());
+                self.add_peer_after(cfg.clone(), previous.remove(name));
             }
         }
         if diff.policy_changed {
@@ -519,6 +531,12 @@ impl Core {
                 self.on_established(id, *negotiated, local)
             }
             SessionEvent::Updates(updates) => self.on_updates(id, updates),
+            SessionEvent::MalformedUpdate => {
+                self.slot_mut(id)
+                    .expect("checked by caller")
+                    .counters
+                    .updates_in += 1;
+            }
             SessionEvent::RouteRefresh(family) => {
                 let slot = self.slot_mut(id).expect("checked by caller");
                 if let Some(up) = slot.up.as_mut() {

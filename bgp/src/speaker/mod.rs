@@ -64,6 +64,7 @@ pub(crate) enum ApiCmd {
     Originate(BTreeSet<OriginatedRoute>, oneshot::Sender<()>),
     Subscribe(mpsc::UnboundedSender<Vec<RouteChange>>),
     Peers(oneshot::Sender<Vec<PeerStatus>>),
+    RibSize(oneshot::Sender<(u64, u64)>),
     Routes(Option<IpNet>, oneshot::Sender<Vec<RouteStatus>>),
     Shutdown {
         /// Leave without NOTIFICATIONs so that graceful-restart helpers keep our routes.
@@ -91,6 +92,8 @@ pub(crate) enum SessionEvent {
     },
     /// UPDATEs received, in order.
     Updates(Vec<UpdateMsg>),
+    /// An UPDATE that failed decoding (the session resets; counted as received).
+    MalformedUpdate,
     /// The peer asked for our routes again (RFC 2918).
     RouteRefresh(Family),
     /// The session left Established; `graceful` when the peer's routes may be kept as stale
@@ -199,6 +202,11 @@ impl SpeakerHandle {
     /// Every configured peer, now.
     pub async fn peers(&self) -> Result<Vec<PeerStatus>, SpeakerError> {
         self.ask(ApiCmd::Peers).await
+    }
+
+    /// Number of prefixes in the Loc-RIB: (IPv4, IPv6).
+    pub async fn rib_size(&self) -> Result<(u64, u64), SpeakerError> {
+        self.ask(ApiCmd::RibSize).await
     }
 
     /// The Loc-RIB: every prefix, or the one matching `filter` (an address matches by longest

@@ -120,7 +120,7 @@ fn dispatch(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
         }
     };
     let agent = AgentClient::new(conf.socket_path(), conf.agent_timeout);
-    info!(netns = ?env.netns, ifname = %env.ifname, socket = %agent.socket().display(), "start");
+    info!(netns = env.netns.as_deref().unwrap_or(""), ifname = %env.ifname, socket = %agent.socket().display(), "start");
     match env.command {
         Command::Add => add::add(env, conf, &agent).map(|r| r.to_json(version)),
         Command::Del => del::del(env, conf, &agent).map(|()| String::new()),

@@ -1,8 +1,9 @@
-//! Ginger first in a conflist, Debian's `portmap` and `tuning` after it, executed plugin by
+//! Ginger first in a conflist, Debian's `portmap`, `bandwidth` and `tuning` after it, executed plugin by
 //! plugin exactly as libcni does (CNI spec §3): ADD in order with each result threaded into the
 //! next plugin's `prevResult` and `runtimeConfig` built from `capabilities`; CHECK in order and
 //! DEL in reverse order, both with the final result. The conflist is the shipped
-//! `manifests/cni/10-ginger.conflist` (paths pointed at the test's run directory) plus `tuning`.
+//! `manifests/cni/10-ginger.conflist` (paths pointed at the test's run directory) plus `bandwidth`
+//! and `tuning`.
 
 mod common;
 
@@ -16,7 +17,11 @@ use serde_json::{Map, Value, json};
 
 /// The capability arguments the runtime has for this pod (kubelet's hostPort mapping).
 fn capability_args() -> Value {
-    json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
+    json!({
+        "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+        "bandwidth": {"ingressRate": 10_000_000, "ingressBurst": 100_000,
+                      "egressRate": 10_000_000, "egressBurst": 100_000}
+    })
 }
 
 /// libcni `buildOneConfig`: inject name, cniVersion, prevResult and runtimeConfig.
@@ -91,7 +96,7 @@ fn iptables_nat(node: &Netns) -> String {
 }
 
 #[test]
-fn ginger_then_portmap_then_tuning_add_check_del() {
+fn ginger_then_portmap_bandwidth_tuning_add_check_del() {
     let node = node_namespace();
     let pod = pod_namespace();
     let run = tempfile::tempdir().unwrap();
@@ -108,18 +113,23 @@ fn ginger_then_portmap_then_tuning_add_check_del() {
     let mut list = shipped.clone();
     list["plugins"][0]["run_dir"] = json!(run.path());
     list["plugins"][0]["log_file_path"] = json!(log);
-    list["plugins"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "tuning", "mac": "c2:aa:bb:cc:dd:ee",
-                     "sysctl": {"net.ipv4.conf.eth0.accept_local": "1"}}));
+    let plugins = list["plugins"].as_array_mut().unwrap();
+    plugins.push(json!({"type": "bandwidth", "capabilities": {"bandwidth": true}}));
+    plugins.push(json!({"type": "tuning", "mac": "c2:aa:bb:cc:dd:ee",
+                        "sysctl": {"net.ipv4.conf.eth0.accept_local": "1"}}));
 
     let result = run_list(&node, &list, &att, "ADD", None).expect("final result");
 
-    // portmap and tuning kept Ginger's interfaces, addresses and routes; tuning updated the MAC
+    // bandwidth appended its ifb device (a host interface) to the result.
+    let mut ours = result.clone();
+    let ifb = ours["interfaces"].as_array_mut().unwrap().pop().unwrap();
+    assert!(ifb["name"].as_str().unwrap().starts_with("bwp"), "{ifb}");
+    assert!(ifb.get("sandbox").is_none(), "{ifb}");
+
+    // portmap, bandwidth and tuning kept Ginger's interfaces, addresses and routes; tuning updated the MAC
     // (Debian's plugins, built on libcni 1.1, print an empty "dns" that Ginger leaves out).
     assert_eq!(
-        result,
+        ours,
         json!({
             "cniVersion": "1.0.0",
             "dns": {},
@@ -147,6 +157,18 @@ fn ginger_then_portmap_then_tuning_add_check_del() {
         "no DNAT to the pod:\n{nat}"
     );
     assert!(route(&node, "-4", "10.65.0.20").is_some());
+    // bandwidth found Ginger's host link (the pod link's peer, listed without a sandbox): it
+    // shaped it and redirected its ingress to an ifb device.
+    let cali = att.host_ifname();
+    let qdiscs = node.exec("tc", &["qdisc", "show", "dev", &cali]).unwrap();
+    assert!(qdiscs.contains("tbf"), "no rate limit on {cali}:\n{qdiscs}");
+    let ifbs = || -> Vec<String> {
+        links(&node)
+            .into_iter()
+            .filter(|l| l.starts_with("bwp"))
+            .collect()
+    };
+    assert_eq!(ifbs().len(), 1, "{:?}", links(&node));
     // The plugin logged to log_file_path, not to stdout.
     let logged = std::fs::read_to_string(&log).expect("log file written");
     assert!(logged.contains("addresses assigned"), "{logged}");
@@ -175,6 +197,7 @@ fn ginger_then_portmap_then_tuning_add_check_del() {
     run_list(&node, &list, &att, "DEL", Some(&result));
     assert_eq!(links(&pod), ["lo"]);
     assert!(!links(&node).contains(&att.host_ifname()));
+    assert!(ifbs().is_empty(), "bandwidth's ifb left behind");
     assert!(route(&node, "-4", "10.65.0.20").is_none());
     let nat = iptables_nat(&node);
     assert!(!nat.contains("10.65.0.20"), "portmap rules left:\n{nat}");

@@ -90,6 +90,29 @@ fn run_list(
     result
 }
 
+/// Runs the list's DEL (errors ignored) when dropped, so a failing test leaves no plugin state
+/// outside its namespaces (tuning keeps a file per attachment under /run/cni).
+struct DelOnDrop<'a> {
+    node: &'a Netns,
+    list: &'a Value,
+    att: &'a Attachment,
+    result: &'a Value,
+}
+
+impl Drop for DelOnDrop<'_> {
+    fn drop(&mut self) {
+        for plugin in self.list["plugins"].as_array().into_iter().flatten().rev() {
+            let conf = plugin_config(self.list, plugin, Some(self.result));
+            let _ = exec_in(
+                self.node,
+                &binary(plugin),
+                &self.att.env("DEL"),
+                &conf.to_string(),
+            );
+        }
+    }
+}
+
 fn iptables_nat(node: &Netns) -> String {
     node.exec("iptables-save", &["-t", "nat"])
         .expect("iptables-save in the node namespace")
@@ -119,6 +142,12 @@ fn ginger_then_portmap_bandwidth_tuning_add_check_del() {
                         "sysctl": {"net.ipv4.conf.eth0.accept_local": "1"}}));
 
     let result = run_list(&node, &list, &att, "ADD", None).expect("final result");
+    let _cleanup = DelOnDrop {
+        node: &node,
+        list: &list,
+        att: &att,
+        result: &result,
+    };
 
     // bandwidth appended its ifb device (a host interface) to the result.
     let mut ours = result.clone();

@@ -4,8 +4,9 @@
 //! side as /32 (/128) with a link route to 169.254.1.1 and the default route via it, brings both
 //! ends up and adds the host route `<ip>/32 dev caliX scope link` with Ginger's protocol. Any
 //! failure undoes everything done so far (deleting the veth removes both ends and their routes).
-//! `teardown_workload` is idempotent. The caller's thread must be in the host namespace; this
-//! module never touches any other link.
+//! `teardown_workload` is idempotent; `inspect_workload` reads what exists (for CNI CHECK) and
+//! changes nothing. The caller's thread must be in the host namespace; this module never touches
+//! any other link.
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -478,6 +479,112 @@ pub fn teardown_workload(netns: &str, container_ifname: &str) -> Result<(), Work
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The pod-side link as CHECK sees it: the link, its global addresses and its main-table routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerLinkState {
+    pub link: Link,
+    /// Addresses on the link with their prefix lengths (link-local IPv6 left out).
+    pub addresses: Vec<ipnet::IpNet>,
+    /// Main-table routes (both families) that leave through the link.
+    pub routes: Vec<Route>,
+}
+
+/// What exists of a pod's plumbing (for CNI CHECK); read-only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadState {
+    /// The host-side link, looked up in the calling thread's namespace.
+    pub host: Option<Link>,
+    /// The pod-side link in the pod's namespace.
+    pub container: Option<ContainerLinkState>,
+}
+
+fn addresses_of(sock: &mut NlSocket, index: u32) -> Result<Vec<ipnet::IpNet>, NetlinkError> {
+    let req = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+    let mut out = Vec::new();
+    for m in sock.dump(req, "address dump")? {
+        let RouteNetlinkMessage::NewAddress(a) = m else {
+            continue;
+        };
+        if a.header.index != index {
+            continue;
+        }
+        let mut local = None;
+        let mut address = None;
+        for attr in &a.attributes {
+            match attr {
+                AddressAttribute::Local(ip) => local = Some(*ip),
+                AddressAttribute::Address(ip) => address = Some(*ip),
+                _ => {}
+            }
+        }
+        let Some(ip) = local.or(address) else {
+            continue;
+        };
+        if let IpAddr::V6(v6) = ip
+            && v6.is_unicast_link_local()
+        {
+            continue;
+        }
+        if let Ok(net) = ipnet::IpNet::new(ip, a.header.prefix_len) {
+            out.push(net);
+        }
+    }
+    Ok(out)
+}
+
+fn routes_of(sock: &mut NlSocket, index: u32) -> Result<Vec<Route>, NetlinkError> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let req = RouteNetlinkMessage::GetRoute(codec::route_dump_request(family, Some(index)));
+        for m in sock.dump(req, "route dump")? {
+            if let RouteNetlinkMessage::NewRoute(r) = m
+                && let Some(route) = codec::route_from_message(&r)
+                && route.table == crate::model::RT_TABLE_MAIN
+                && route.uses_link(index)
+            {
+                out.push(route);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads what exists of a pod's plumbing: the host link `host_ifname` (in the calling thread's
+/// namespace) and the link `container_ifname` in `netns` with its addresses and routes. A missing
+/// namespace or link is `None`, not an error. Changes nothing.
+pub fn inspect_workload(
+    netns: &str,
+    container_ifname: &str,
+    host_ifname: &str,
+) -> Result<WorkloadState, WorkloadError> {
+    check_name(container_ifname)?;
+    check_name(host_ifname)?;
+    let mut sock = NlSocket::open().map_err(nl("open netlink in the host namespace"))?;
+    let host = link_by_name(&mut sock, host_ifname).map_err(nl("look up the host link"))?;
+    if !netns_path(netns).exists() {
+        return Ok(WorkloadState {
+            host,
+            container: None,
+        });
+    }
+    let container = run_in_netns(netns, || -> Result<_, WorkloadError> {
+        let mut sock = NlSocket::open().map_err(nl("open netlink in the pod namespace"))?;
+        let Some(link) =
+            link_by_name(&mut sock, container_ifname).map_err(nl("look up the container link"))?
+        else {
+            return Ok(None);
+        };
+        let addresses = addresses_of(&mut sock, link.index).map_err(nl("read pod addresses"))?;
+        let routes = routes_of(&mut sock, link.index).map_err(nl("read pod routes"))?;
+        Ok(Some(ContainerLinkState {
+            link,
+            addresses,
+            routes,
+        }))
+    })??;
+    Ok(WorkloadState { host, container })
 }
 
 #[cfg(test)]

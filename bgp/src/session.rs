@@ -36,6 +36,8 @@ use crate::status::SessionState;
 /// How long a closing connection may take to write what was queued before it (e.g. the final
 /// NOTIFICATION to a peer that stopped reading).
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// How long a closing connection waits for the peer to close its side.
+const PEER_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Give up on a TCP connect after this long (BIRD uses the same order of magnitude).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read buffer growth step.
@@ -111,8 +113,9 @@ pub(crate) fn fsm_config(speaker: &SpeakerConfig, peer: &PeerConfig) -> FsmConfi
 enum WriteJob {
     /// Bytes to write; `Some(n)` acknowledges a batch of n UPDATEs to the core once written.
     Bytes(Vec<u8>, Option<u64>),
-    /// Flush what came before, shut the socket down, end.
-    Close,
+    /// Flush what came before, shut our side down, then wait (briefly) for the peer to close
+    /// its side on the read half, so it has read our last NOTIFICATION before anything new.
+    Close(Option<OwnedReadHalf>),
 }
 
 /// One TCP connection.
@@ -152,6 +155,9 @@ struct Session {
     updates: Vec<UpdateMsg>,
     reported: (SessionState, Option<String>),
     finished: bool,
+    /// Writers of closed connections still flushing (the last NOTIFICATION); the task ends
+    /// only after them, so a successor session never overtakes our goodbye.
+    closing: Vec<JoinHandle<()>>,
 }
 
 /// A socket error as BIRD words it (`Connection refused`); the FSM prefixes `Socket: `.
@@ -248,8 +254,19 @@ async fn writer(
                         .await;
                 }
             }
-            WriteJob::Close => {
+            WriteJob::Close(read) => {
                 let _ = w.shutdown().await;
+                if let Some(mut read) = read {
+                    let mut sink = [0u8; 4096];
+                    let until_eof = async {
+                        while let Ok(n) = read.read(&mut sink).await {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(PEER_CLOSE_WAIT, until_eof).await;
+                }
                 return;
             }
         }
@@ -276,6 +293,7 @@ impl Session {
             updates: Vec::new(),
             reported: (SessionState::Idle, None),
             finished: false,
+            closing: Vec::new(),
         }
     }
 
@@ -311,22 +329,12 @@ impl Session {
             }
         }
         // Let queued writes (the final NOTIFICATION) go out before the sockets close, and end
-        // only then: a successor session waits for this task.
-        let writers: Vec<JoinHandle<()>> = [self.out.take(), self.inc.take()]
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                let _ = c.writer.send(WriteJob::Close);
-                c.writer_task
-            })
-            .collect();
-        if let Some(c) = self.connecting.take() {
-            c.abort();
-        }
-        for mut w in writers {
-            if tokio::time::timeout(CLOSE_GRACE, &mut w).await.is_err() {
-                w.abort();
-            }
+        // only then: a successor session waits for this task. Each writer is aborted by its
+        // watchdog after `CLOSE_GRACE` at the latest.
+        self.close(ConnId::Out);
+        self.close(ConnId::In);
+        for w in std::mem::take(&mut self.closing) {
+            let _ = w.await;
         }
     }
 
@@ -413,7 +421,7 @@ impl Session {
             ConnId::In => self.inc.replace(conn),
         };
         if let Some(old) = old {
-            close_conn(old);
+            self.retire(old);
         }
     }
 
@@ -428,8 +436,14 @@ impl Session {
             ConnId::In => self.inc.take(),
         };
         if let Some(c) = conn {
-            close_conn(c);
+            self.retire(c);
         }
+    }
+
+    fn retire(&mut self, c: Conn) {
+        let writer = close_conn(c);
+        self.closing.retain(|w| !w.is_finished());
+        self.closing.push(writer);
     }
 
     async fn on_read(&mut self, id: ConnId, result: io::Result<usize>) {
@@ -668,14 +682,14 @@ impl Session {
 }
 
 /// Close a connection: its writer flushes what was queued, then shuts the socket down; a
-/// writer stuck on a peer that does not read is aborted after `CLOSE_GRACE`.
-fn close_conn(c: Conn) {
-    let _ = c.writer.send(WriteJob::Close);
-    let mut task = c.writer_task;
-    drop(c.read);
+/// writer stuck on a peer that does not read is aborted after `CLOSE_GRACE`. Returns the
+/// writer task.
+fn close_conn(c: Conn) -> JoinHandle<()> {
+    let _ = c.writer.send(WriteJob::Close(Some(c.read)));
+    let abort = c.writer_task.abort_handle();
     tokio::spawn(async move {
-        if tokio::time::timeout(CLOSE_GRACE, &mut task).await.is_err() {
-            task.abort();
-        }
+        tokio::time::sleep(CLOSE_GRACE).await;
+        abort.abort();
     });
+    c.writer_task
 }

@@ -13,6 +13,7 @@ fn options(timeout: Duration) -> RunOptions {
         setup_timeout: Duration::from_secs(30),
         // The debug build is enough to keep the Ginger target's plumbing honest.
         ginger_bin: bin_path("ginger-node").unwrap_or_default(),
+        progress: None,
     }
 }
 
@@ -21,7 +22,10 @@ fn run(target: TargetKind, scenario: &str, timeout: Duration) -> RunResult {
     let scenario: Scenario = scenario.parse().unwrap();
     match run_once(target, scenario, &options(timeout), dir.path()) {
         Ok(r) => r,
-        Err(e) => panic!("{target} {scenario}: {e} (files in {})", dir.path().display()),
+        Err(e) => panic!(
+            "{target} {scenario}: {e} (files in {})",
+            dir.path().display()
+        ),
     }
 }
 

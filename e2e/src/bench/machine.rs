@@ -31,11 +31,16 @@ pub fn describe_machine() -> String {
         })
         .unwrap_or_else(|| "unknown".into());
     let kernel = read_trimmed("/proc/sys/kernel/osrelease");
-    let load = read_trimmed("/proc/loadavg");
+    let load = load_average();
     format!(
         "- CPU: {model}, {cores} cores available\n- RAM: {mem}\n- kernel: {kernel}\n\
          - load average at start (1/5/15 min, runnable/total, last pid): {load}\n"
     )
+}
+
+/// `/proc/loadavg`: 1, 5 and 15 minute load, runnable/total tasks, last pid.
+pub fn load_average() -> String {
+    read_trimmed("/proc/loadavg")
 }
 
 fn read_trimmed(path: &str) -> String {

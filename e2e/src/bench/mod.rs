@@ -26,10 +26,10 @@ pub mod wire;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use machine::{describe_machine, describe_versions};
+pub use machine::{describe_machine, describe_versions, load_average};
 pub use memory::{MemoryUse, memory_of};
 pub use report::{Summary, Verdict, render_table, summarize};
-pub use run::{RunOptions, RunResult, run_once};
+pub use run::{Progress, RunOptions, RunResult, run_once};
 pub use scenario::{Scenario, Topology};
 pub use target::{TargetKind, default_ginger_binary};
 

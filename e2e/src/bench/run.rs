@@ -34,6 +34,19 @@ use crate::setns::thread_in_netns;
 const BGP_PORT: u16 = 179;
 /// How often the run looks at its sessions and the target.
 const POLL: Duration = Duration::from_millis(5);
+/// How often a slow run reports how far the monitor got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// How far a run that is still waiting got.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Since the first injected byte.
+    pub elapsed: Duration,
+    /// Routes the monitor holds.
+    pub held: u64,
+    /// Routes it must hold.
+    pub expected: u64,
+}
 
 /// Limits and paths of a run.
 #[derive(Clone, Debug)]
@@ -44,6 +57,8 @@ pub struct RunOptions {
     pub setup_timeout: Duration,
     /// The `ginger-node` binary to run.
     pub ginger_bin: PathBuf,
+    /// Called every 30 s while the monitor is still missing routes.
+    pub progress: Option<fn(&Progress)>,
 }
 
 /// The figures of one run.
@@ -206,7 +221,7 @@ pub fn run_once(
             target.as_ref(),
             kind,
             t0,
-            opts.timeout,
+            opts,
         );
         let memory = match (&watched, &target) {
             (Ok(_), Some(t)) => Some(memory_of(t.process().pid())),
@@ -231,7 +246,10 @@ pub fn run_once(
     let monitor_stats = sessions.monitor.iter().map(Session::stats);
     let monitor_updates = monitor_stats
         .clone()
-        .map(|s| s.announcing_updates.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|s| {
+            s.announcing_updates
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
         .sum();
     let wrong_as: u64 = monitor_stats
         .map(|s| s.wrong_first_as.load(std::sync::atomic::Ordering::Relaxed))
@@ -288,9 +306,10 @@ fn watch(
     target: Option<&RunningTarget>,
     kind: TargetKind,
     t0: Instant,
-    timeout: Duration,
+    opts: &RunOptions,
 ) -> Result<(Option<Duration>, Option<Duration>), BenchError> {
-    let deadline = t0 + timeout;
+    let deadline = t0 + opts.timeout;
+    let mut next_progress = t0 + PROGRESS_EVERY;
     let healthy = || -> Result<(), BenchError> {
         check_stop()?;
         if let Some(e) = sessions.failure() {
@@ -311,8 +330,19 @@ fn watch(
             break done.saturating_duration_since(t0);
         }
         healthy()?;
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Ok((None, None));
+        }
+        if let Some(report) = opts.progress
+            && now >= next_progress
+        {
+            next_progress += PROGRESS_EVERY;
+            report(&Progress {
+                elapsed: now - t0,
+                held: monitor.held(),
+                expected: monitor.expected(),
+            });
         }
         thread::sleep(POLL);
     };

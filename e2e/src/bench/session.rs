@@ -402,7 +402,9 @@ impl ReadContext {
                 let u = UpdateView::parse(body)?;
                 u.for_each_withdrawn(|p| self.tracker.withdraw(p))?;
                 if u.announces() {
-                    self.stats.announcing_updates.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .announcing_updates
+                        .fetch_add(1, Ordering::Relaxed);
                     if self
                         .first_as
                         .is_some_and(|want| u.first_as(self.four_octet) != Some(want))

@@ -189,7 +189,10 @@ mod tests {
     fn a_tracker_expecting_nothing_is_complete_at_once() {
         let before = Instant::now();
         let t = PrefixTracker::new(BASE, 50, 0..50);
-        assert!(t.complete_at().is_some_and(|at| at >= before && at <= Instant::now()));
+        assert!(
+            t.complete_at()
+                .is_some_and(|at| at >= before && at <= Instant::now())
+        );
         assert_eq!(t.expected(), 0);
         assert!(t.complete_at().is_some());
     }

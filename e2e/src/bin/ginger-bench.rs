@@ -128,6 +128,14 @@ fn run() -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(cli.timeout),
         setup_timeout: Duration::from_secs(cli.setup_timeout),
         ginger_bin: ginger_bin.clone(),
+        progress: Some(|p| {
+            eprintln!(
+                "  … {:.0} s: the monitor holds {}/{} routes",
+                p.elapsed.as_secs_f64(),
+                p.held,
+                p.expected
+            )
+        }),
     };
     let scenarios: Vec<String> = cli.scenario.iter().map(|s| s.to_string()).collect();
     let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
@@ -179,6 +187,9 @@ fn run() -> anyhow::Result<ExitCode> {
         report.push('\n');
         std::io::stdout().flush().ok();
     }
+    let end = format!("Load average at the end: {}\n", bench::load_average());
+    print!("{end}");
+    report.push_str(&end);
     if let Some(path) = &cli.markdown {
         fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("report written to {}", path.display());

@@ -13,7 +13,7 @@
 //! the injectors talk to it: the harness's own cost. Must not: print (the caller reports), or
 //! leave anything running.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
@@ -471,7 +471,6 @@ fn accept_all(
     while out.len() < count as usize {
         match listener.accept() {
             Ok((stream, from)) => {
-                let stream: TcpStream = stream;
                 stream.set_nonblocking(false).map_err(|e| {
                     BenchError::session("monitor", format!("blocking mode for {from}: {e}"))
                 })?;

@@ -310,22 +310,10 @@ fn next_message(
 ) -> Result<(u8, Vec<u8>), BenchError> {
     let err = |what: String| BenchError::session(label, what);
     loop {
-        let mut found = None;
-        let used = wire::split_messages(pending, |t, body| {
-            if found.is_none() {
-                found = Some((t, body.to_vec()));
-                // Stop after one: the rest stays buffered for the reader.
-                return Err(WireError(String::new()));
-            }
-            Ok(())
-        });
-        match (found, used) {
-            (Some((t, body)), _) => {
-                pending.drain(..HEADER_LEN + body.len());
-                return Ok((t, body));
-            }
-            (None, Err(e)) => return Err(err(e.to_string())),
-            (None, Ok(_)) => {}
+        if let Some((t, body)) = wire::first_message(pending).map_err(|e| err(e.to_string()))? {
+            let (t, body) = (t, body.to_vec());
+            pending.drain(..HEADER_LEN + body.len());
+            return Ok((t, body));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -105,6 +105,22 @@ pub fn end_of_rib() -> Vec<u8> {
     m
 }
 
+/// The first complete message at the start of `data` as (type, body), or `None` while it is
+/// still incomplete.
+pub fn first_message(data: &[u8]) -> Result<Option<(u8, &[u8])>, WireError> {
+    let Some(header) = data.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    if header[..16] != MARKER {
+        return bad("a message with a broken marker");
+    }
+    let len = u16::from_be_bytes([header[16], header[17]]) as usize;
+    if !(HEADER_LEN..=MAX_MESSAGE).contains(&len) {
+        return bad(format!("message length {len} outside 19..=4096"));
+    }
+    Ok(data.get(HEADER_LEN..len).map(|body| (header[18], body)))
+}
+
 /// Call `each(type, body)` for every complete message at the start of `data`; returns how many
 /// octets were consumed (the rest is an incomplete message to keep for the next read).
 pub fn split_messages(
@@ -112,21 +128,9 @@ pub fn split_messages(
     mut each: impl FnMut(u8, &[u8]) -> Result<(), WireError>,
 ) -> Result<usize, WireError> {
     let mut at = 0;
-    while let Some(header) = data.get(at..at + HEADER_LEN) {
-        if header[..16] != MARKER {
-            return bad(format!(
-                "message at stream offset +{at} has a broken marker"
-            ));
-        }
-        let len = u16::from_be_bytes([header[16], header[17]]) as usize;
-        if !(HEADER_LEN..=MAX_MESSAGE).contains(&len) {
-            return bad(format!("message length {len} outside 19..=4096"));
-        }
-        let Some(body) = data.get(at + HEADER_LEN..at + len) else {
-            break;
-        };
-        each(header[18], body)?;
-        at += len;
+    while let Some((t, body)) = first_message(&data[at..])? {
+        each(t, body)?;
+        at += HEADER_LEN + body.len();
     }
     Ok(at)
 }
@@ -378,6 +382,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!((used, types), (19, vec![msg_type::KEEPALIVE]));
+        assert_eq!(first_message(&ka[..10]), Ok(None));
+        assert_eq!(first_message(&ka), Ok(Some((msg_type::KEEPALIVE, &[][..]))));
     }
 
     #[test]

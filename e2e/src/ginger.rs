@@ -49,13 +49,25 @@ impl GingerNode {
         node: &str,
         extra: &[&str],
     ) -> Result<GingerNode> {
+        GingerNode::start_binary(ns, dir, &bin_path("ginger-node")?, cluster, node, extra)
+    }
+
+    /// `start` with an explicit `ginger-node` binary (the benchmark runs the release build
+    /// whatever profile the harness itself was built with).
+    pub fn start_binary(
+        ns: &Netns,
+        dir: &Path,
+        bin: &Path,
+        cluster: &Path,
+        node: &str,
+        extra: &[&str],
+    ) -> Result<GingerNode> {
         let base = dir.join(format!("ginger-{node}"));
         let run_dir = base.join("run");
         let state_dir = base.join("state");
         for d in [&run_dir, &state_dir] {
             fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
-        let bin = bin_path("ginger-node")?;
         let mut args: Vec<String> = vec![
             bin.display().to_string(),
             "--config".into(),

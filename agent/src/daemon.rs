@@ -373,8 +373,8 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
     tracing::info!(
         mtu,
         endpoints = network.endpoints.len(),
-        blocks = network.blocks.owned.len(),
-        borrowed = network.blocks.borrowed.len(),
+        blocks = network.owned.len(),
+        borrowed = network.borrowed.len(),
         "pod network loaded"
     );
     // felix waits for its first desired state, which `dataplane::follow` sends below.

@@ -31,7 +31,7 @@ pub type RemoteRoutes = BTreeMap<IpNet, RemoteRoute>;
 /// link), a blackhole per owned block, and `remotes`.
 pub fn felix_desired(network: &NodeNetwork, remotes: &RemoteRoutes) -> DesiredState {
     let mut newest: BTreeMap<&str, &crate::endpoints::EndpointRecord> = BTreeMap::new();
-    for e in &network.endpoints {
+    for e in network.endpoints.iter() {
         let slot = newest.entry(e.host_ifname.as_str()).or_insert(e);
         if e.created_unix > slot.created_unix {
             *slot = e;
@@ -50,7 +50,7 @@ pub fn felix_desired(network: &NodeNetwork, remotes: &RemoteRoutes) -> DesiredSt
         .collect();
     DesiredState {
         workloads,
-        blackholes: network.blocks.owned.clone(),
+        blackholes: network.owned.clone(),
         remotes: remotes.clone(),
     }
 }
@@ -65,11 +65,10 @@ pub fn originated(bgp: &DesiredBgp, network: &NodeNetwork) -> BTreeSet<Originate
         .map(|r| (r.prefix, r.clone()))
         .collect();
     let pod_prefixes = network
-        .blocks
         .owned
         .iter()
         .copied()
-        .chain(network.blocks.borrowed.iter().map(|ip| IpNet::from(*ip)));
+        .chain(network.borrowed.iter().map(|ip| IpNet::from(*ip)));
     for prefix in pod_prefixes {
         by_prefix
             .entry(prefix)
@@ -175,7 +174,6 @@ mod tests {
     use super::*;
     use crate::datastore::model::{CommunityValue, PrefixAdvertisement};
     use crate::endpoints::EndpointRecord;
-    use crate::ipam::NodeBlocks;
 
     fn endpoint(handle: &str, link: &str, ip: &str, created: u64) -> EndpointRecord {
         EndpointRecord {
@@ -194,17 +192,14 @@ mod tests {
 
     fn network() -> NodeNetwork {
         NodeNetwork {
-            endpoints: vec![
+            endpoints: Arc::new(vec![
                 endpoint("a", "cali1", "10.244.0.1", 10),
                 endpoint("b", "cali2", "10.244.0.2", 10),
                 // A newer pod took cali1 over (the old one's DEL never came).
                 endpoint("c", "cali1", "10.244.0.3", 20),
-            ],
-            blocks: NodeBlocks {
-                owned: ["10.244.0.0/26".parse().unwrap()].into(),
-                borrowed: ["10.244.1.7".parse::<IpAddr>().unwrap()].into(),
-                allocated: BTreeMap::new(),
-            },
+            ]),
+            owned: ["10.244.0.0/26".parse().unwrap()].into(),
+            borrowed: ["10.244.1.7".parse::<IpAddr>().unwrap()].into(),
         }
     }
 

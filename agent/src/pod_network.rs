@@ -66,9 +66,11 @@ pub struct PodNetworkConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeNetwork {
     /// Ready endpoints, by handle.
-    pub endpoints: Vec<EndpointRecord>,
-    /// Owned blocks and borrowed addresses.
-    pub blocks: NodeBlocks,
+    pub endpoints: Arc<Vec<EndpointRecord>>,
+    /// Blocks affine to this node (blackholed, exported as aggregates).
+    pub owned: BTreeSet<IpNet>,
+    /// This node's addresses in other nodes' blocks (exported as /32 or /128).
+    pub borrowed: BTreeSet<IpAddr>,
 }
 
 /// The pod network of one node (see the module doc).
@@ -349,31 +351,42 @@ impl<S: BlockStore> PodNetwork<S> {
         if let Some(m) = &self.metrics {
             m.swept(report.released.len(), report.blocks_released.len());
         }
-        self.publish();
+        self.publish(true);
         Ok(report)
     }
 
-    /// Recompute the published view; subscribers wake only when it changed.
-    fn publish(&self) {
-        let network = NodeNetwork {
-            endpoints: self.endpoints.all(),
-            blocks: self.ipam.node_blocks(),
+    /// Recompute the published view (the endpoint list only when `endpoints_changed`);
+    /// subscribers wake only when it changed.
+    fn publish(&self, endpoints_changed: bool) {
+        let NodeBlocks {
+            owned,
+            borrowed,
+            allocated,
+        } = self.ipam.node_blocks();
+        let endpoints = if endpoints_changed {
+            Arc::new(self.endpoints.all())
+        } else {
+            self.published.borrow().endpoints.clone()
         };
         if let Some(m) = &self.metrics {
-            let per_family = |f: &dyn Fn(IpFamily) -> u64| [f(IpFamily::V4), f(IpFamily::V6)];
-            let b = &network.blocks;
+            let count = |f: &dyn Fn(IpFamily) -> u64| [f(IpFamily::V4), f(IpFamily::V6)];
             m.ipam_view(
-                per_family(&|fam| b.owned.iter().filter(|n| IpFamily::of(n) == fam).count() as u64),
-                per_family(&|fam| b.allocated.get(&fam).copied().unwrap_or(0)),
-                per_family(&|fam| {
-                    b.borrowed
+                count(&|fam| owned.iter().filter(|n| IpFamily::of(n) == fam).count() as u64),
+                count(&|fam| allocated.get(&fam).copied().unwrap_or(0)),
+                count(&|fam| {
+                    borrowed
                         .iter()
                         .filter(|ip| IpFamily::of_addr(ip) == fam)
                         .count() as u64
                 }),
             );
-            m.endpoints(network.endpoints.len());
+            m.endpoints(endpoints.len());
         }
+        let network = NodeNetwork {
+            endpoints,
+            owned,
+            borrowed,
+        };
         self.published.send_if_modified(|current| {
             if **current == network {
                 false
@@ -455,7 +468,7 @@ impl<S: BlockStore> PodNetwork<S> {
         let ips: Vec<IpNet> = assignment.addresses.iter().map(|(n, _)| *n).collect();
         tracing::info!(handle = %req.handle, pod = %format!("{}/{}", req.namespace, req.pod),
             ips = ?ips, link = %host_ifname, "assigned");
-        self.publish();
+        self.publish(false);
         Reply::Assigned(Assigned {
             ips,
             host_ifname,
@@ -514,7 +527,7 @@ impl<S: BlockStore> PodNetwork<S> {
             return error(ErrorKind::Internal, e.to_string());
         }
         self.pending().remove(&ep.handle);
-        self.publish();
+        self.publish(true);
         Reply::Ok
     }
 
@@ -537,7 +550,7 @@ impl<S: BlockStore> PodNetwork<S> {
         if !freed.is_empty() || forgotten.is_some() {
             tracing::info!(handle = %handle, ips = ?freed, "released");
         }
-        self.publish();
+        self.publish(forgotten.is_some());
         Reply::Ok
     }
 
@@ -604,7 +617,7 @@ impl<S: BlockStore> PodNetwork<S> {
         if let Some(m) = &self.metrics {
             m.swept(candidates.len(), 0);
         }
-        self.publish();
+        self.publish(true);
         Reply::Ok
     }
 

@@ -264,7 +264,7 @@ async fn add_then_del_round_trip() {
     assert_eq!(a.mtu, 1440);
     assert!(view.has_changed().unwrap());
     let net = view.borrow_and_update().clone();
-    assert_eq!(net.blocks.owned, ["10.60.0.0/26".parse().unwrap()].into());
+    assert_eq!(net.owned, ["10.60.0.0/26".parse().unwrap()].into());
     assert!(net.endpoints.is_empty(), "pending until EndpointReady");
     // A repeated Assign (the runtime retried the ADD) gets the same address.
     assert_eq!(assigned(served.ask(assign("c1", "web-1")).await).ips, a.ips);
@@ -566,7 +566,7 @@ async fn sweeps_collect_leaks_vanished_pods_and_empty_blocks() {
     for i in 0..64 {
         assigned(served.ask(assign(&format!("f{i}"), &format!("f{i}"))).await);
     }
-    assert_eq!(served.pods.current().blocks.owned.len(), 2);
+    assert_eq!(served.pods.current().owned.len(), 2);
     lab.set_links(&[&live.host_ifname]);
     for i in 0..64 {
         assert_eq!(
@@ -587,7 +587,7 @@ async fn sweeps_collect_leaks_vanished_pods_and_empty_blocks() {
         vec!["10.65.0.64/26".parse::<IpNet>().unwrap()]
     );
     assert_eq!(
-        served.pods.current().blocks.owned,
+        served.pods.current().owned,
         ["10.65.0.0/26".parse().unwrap()].into()
     );
     served.shutdown().await;
@@ -611,7 +611,7 @@ async fn a_restarted_agent_knows_its_pods_before_serving() {
     assert_eq!(net.endpoints.len(), 1);
     assert_eq!(net.endpoints[0].pod, "web");
     assert_eq!(net.endpoints[0].ips, vec![a.ips[0].addr()]);
-    assert_eq!(net.blocks.owned, ["10.66.0.0/26".parse().unwrap()].into());
+    assert_eq!(net.owned, ["10.66.0.0/26".parse().unwrap()].into());
     // db's address was released at start-up.
     assert!(
         restarted
@@ -638,8 +638,8 @@ async fn two_nodes_on_one_state_dir_share_the_pool() {
         assert!(all.insert(got.ips[0].addr()), "duplicate {}", got.ips[0]);
     }
     // 64 addresses: each node claimed two of the four /28 blocks; nobody borrowed.
-    assert_eq!(n1.pods.current().blocks.owned.len(), 2);
-    assert_eq!(n2.pods.current().blocks.owned.len(), 2);
+    assert_eq!(n1.pods.current().owned.len(), 2);
+    assert_eq!(n2.pods.current().owned.len(), 2);
     // The pool is full: node-1 frees one address, node-2 then borrows it (a /32 to export).
     assert_eq!(
         n1.ask(Request::Release {
@@ -651,7 +651,7 @@ async fn two_nodes_on_one_state_dir_share_the_pool() {
     let borrowed = assigned(n2.ask(assign("b-extra", "b-extra")).await);
     assert_eq!(borrowed.ips[0].to_string(), "10.67.0.0/28");
     assert_eq!(
-        n2.pods.current().blocks.borrowed,
+        n2.pods.current().borrowed,
         ["10.67.0.0".parse::<IpAddr>().unwrap()].into()
     );
     n1.shutdown().await;

@@ -114,32 +114,35 @@ fn create_update_delete_are_compare_and_swap() {
     let a = FileStore::open(dir.path()).unwrap();
     let b = FileStore::open(dir.path()).unwrap();
     let block = Block::new("10.0.0.0/26".parse().unwrap(), Some("n1"), 5);
-    let stored = a.create(&block).unwrap();
-    assert_eq!(stored.sequence, 1);
+    let s0 = a.create(&block).unwrap().sequence;
+    assert!(s0 > 1);
     assert!(matches!(
         b.create(&block),
         Err(StoreError::AlreadyExists { .. })
     ));
-    // Both read sequence 1; b writes first, a's write is then stale.
+    // Both read s0; b writes first, a's write is then stale.
     let mut via_b = b.list().unwrap().pop().unwrap();
     let mut via_a = a.list().unwrap().pop().unwrap();
+    assert_eq!((via_a.sequence, via_b.sequence), (s0, s0));
     via_b.affinity = Some("n2".into());
-    assert_eq!(b.update(&via_b).unwrap().sequence, 2);
+    assert_eq!(b.update(&via_b).unwrap().sequence, s0 + 1);
     via_a.affinity = Some("n3".into());
     let err = a.update(&via_a).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                expected: 1,
-                found: Some(2),
-                ..
-            }
-        ),
-        "{err}"
-    );
+    match &err {
+        StoreError::Conflict {
+            expected, found, ..
+        } => assert_eq!((*expected, *found), (s0, Some(s0 + 1))),
+        other => panic!("{other}"),
+    }
     assert!(err.is_conflict());
     assert_eq!(a.list().unwrap()[0].affinity.as_deref(), Some("n2"));
+    // One file per block: the old version is gone.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("blocks"))
+            .unwrap()
+            .count(),
+        1
+    );
     // A stale delete fails too; a current one works; then updates find no block.
     assert!(a.delete(&via_a).unwrap_err().is_conflict());
     let current = a.list().unwrap().pop().unwrap();
@@ -151,33 +154,56 @@ fn create_update_delete_are_compare_and_swap() {
         "{err}"
     );
     assert!(err.to_string().contains("found no block"), "{err}");
+    // Claimed again, the block starts above every number it had before: a reader holding the
+    // old block cannot overwrite the new one (no ABA).
+    let again = b.create(&block).unwrap();
+    assert!(again.sequence > current.sequence);
+    assert!(a.update(&current).unwrap_err().is_conflict());
 }
 
 #[test]
-fn listing_skips_temporary_files_and_refuses_corrupt_ones() {
+fn listing_skips_temporary_files_prunes_leftovers_and_refuses_corrupt_ones() {
     let dir = TempDir::new("ipam-corrupt");
     let store = FileStore::open(dir.path()).unwrap();
-    store
+    let stored = store
         .create(&Block::new("10.0.0.0/26".parse().unwrap(), Some("n1"), 5))
         .unwrap();
     let blocks_dir = dir.path().join("blocks");
+    let current = blocks_dir.join(format!("10-0-0-0-26.{}.json", stored.sequence));
     std::fs::write(blocks_dir.join(".10-0-0-64-26.77.0.tmp"), b"{half").unwrap();
     std::fs::write(blocks_dir.join("README"), b"not a block").unwrap();
     assert_eq!(store.list().unwrap().len(), 1);
-    std::fs::write(blocks_dir.join("10-0-0-64-26.json"), b"{\"cidr\":").unwrap();
+    // A crash between writing version n+1 and unlinking version n leaves both: the newest
+    // counts and the listing prunes the older one.
+    let mut newer = stored.clone();
+    newer.sequence += 1;
+    newer.affinity = Some("n2".into());
+    let newer_path = blocks_dir.join(format!("10-0-0-0-26.{}.json", newer.sequence));
+    std::fs::write(&newer_path, serde_json::to_vec(&newer).unwrap()).unwrap();
+    let listed = store.list().unwrap();
+    assert_eq!(listed, vec![newer.clone()]);
+    assert!(!current.exists(), "the older version was pruned");
+    assert!(newer_path.exists());
+    // Not JSON.
+    std::fs::write(blocks_dir.join("10-0-0-64-26.1.json"), b"{\"cidr\":").unwrap();
     let err = store.list().unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(
-        err.to_string().contains("10-0-0-64-26.json is unusable"),
+        err.to_string().contains("10-0-0-64-26.1.json is unusable"),
         "{err}"
     );
-    // A valid block under the wrong name is refused as well.
-    let moved = std::fs::read(blocks_dir.join("10-0-0-0-26.json")).unwrap();
-    std::fs::write(blocks_dir.join("10-0-0-64-26.json"), moved).unwrap();
+    // A valid block under another block's name.
+    std::fs::write(
+        blocks_dir.join("10-0-0-64-26.1.json"),
+        std::fs::read(&newer_path).unwrap(),
+    )
+    .unwrap();
     let err = store.list().unwrap_err();
     assert!(
-        err.to_string()
-            .contains("whose file name would be 10-0-0-0-26.json"),
+        err.to_string().contains(&format!(
+            "holds block 10.0.0.0/26 at sequence {}, which belongs in 10-0-0-0-26.{}.json",
+            newer.sequence, newer.sequence
+        )),
         "{err}"
     );
 }

@@ -164,7 +164,8 @@ impl<S: BlockStore> Ipam<S> {
         Ok(snapshot.clone())
     }
 
-    /// Apply `writes` in order, updating `blocks` with what the store holds afterwards.
+    /// Apply `writes` in order, updating `blocks` with what the store holds afterwards (after a
+    /// failure the caller re-reads the store: `blocks` may hold part of the writes).
     fn apply(&self, blocks: &mut Blocks, writes: &[BlockWrite]) -> Result<(), StoreError> {
         for w in writes {
             match w {
@@ -205,12 +206,9 @@ impl<S: BlockStore> Ipam<S> {
                     continue;
                 }
             };
-            let mut blocks = Blocks::clone(&snapshot);
-            match self.apply(&mut blocks, &writes) {
-                Ok(()) => {
-                    *snapshot = Arc::new(blocks);
-                    return Ok((result, conflicts));
-                }
+            // Copies the map only while a reader still holds the previous snapshot.
+            match self.apply(Arc::make_mut(&mut snapshot), &writes) {
+                Ok(()) => return Ok((result, conflicts)),
                 Err(e) if e.is_conflict() => {
                     conflicts += 1;
                     self.conflicts.fetch_add(1, Ordering::Relaxed);

@@ -657,3 +657,38 @@ async fn two_nodes_on_one_state_dir_share_the_pool() {
     n1.shutdown().await;
     n2.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_pods_get_one_address_per_family() {
+    let lab = Lab::new(
+        "cni-dual",
+        vec![
+            pool("default-ipv4-ippool", "10.70.0.0/16", 26),
+            pool("default-ipv6-ippool", "fd00:70::/64", 122),
+        ],
+    );
+    let served = Served::start(&lab, "node-1", true);
+    let mut both = assign("c1", "web");
+    if let Request::Assign(a) = &mut both {
+        a.ipv6 = true;
+    }
+    let a = assigned(served.ask(both).await);
+    let ips: Vec<String> = a.ips.iter().map(ToString::to_string).collect();
+    assert_eq!(ips, ["10.70.0.0/26", "fd00:70::/122"]);
+    assert_eq!(served.ask(ready("c1", "web", &a)).await, Reply::Ok);
+    let net = served.pods.current();
+    assert_eq!(net.endpoints[0].ips.len(), 2);
+    let owned: Vec<String> = net.owned.iter().map(ToString::to_string).collect();
+    assert_eq!(owned, ["10.70.0.0/26", "fd00:70::/122"]);
+    assert_eq!(
+        served
+            .ask(Request::Release {
+                handle: handle("c1")
+            })
+            .await,
+        Reply::Ok
+    );
+    let report = served.pods.ipam_report().unwrap();
+    assert!(report.pools.iter().all(|p| p.in_use == 0));
+    served.shutdown().await;
+}

@@ -348,6 +348,20 @@ fn node_agent_programs_pods_and_survives_sigkill() {
         "the restarted agent knows the pod"
     );
 
+    // A reload that adds a service range: the speaker originates it beside the pod block.
+    let reloaded = CLUSTER.replace(
+        "spec: {asNumber: 64512}",
+        "spec: {asNumber: 64512, serviceClusterIPs: [{cidr: 10.96.0.0/12}]}",
+    );
+    std::fs::write(node.dir.path().join("cluster.yaml"), reloaded).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    wait(T, "the service range and the block in the Loc-RIB", || {
+        matches!(node.ctl(CtlRequest::RouteShow { prefix: None }), Ok(CtlReply::Routes(r))
+            if r.iter().map(|r| r.prefix.to_string()).collect::<Vec<_>>()
+                == ["10.96.0.0/12", "10.244.0.0/26"])
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.log(2)));
+
     // DEL: the pod's route and neighbour entry go, the block's blackhole stays.
     assert_eq!(
         node.cni(Request::Release {

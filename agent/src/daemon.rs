@@ -367,6 +367,13 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
     let started = SystemTime::now();
     let metrics = Arc::new(Metrics::new()?);
 
+    // Sockets first: a second agent for this node stops here, before it touches any state.
+    // Clients queue in the listen backlog until the sockets are served below.
+    let socket = ctl::socket_path(&opts.run_dir);
+    let ctl_listener = ctl::server::bind(&socket)?;
+    let cni_socket = cni_server::socket_path(&opts.run_dir);
+    let cni_listener = cni_server::bind(&cni_socket)?;
+
     let mtu = write_mtu(&opts)?;
     let pods = load_pod_network(&opts, &cluster, mtu, &metrics).await?;
     let network = pods.current();
@@ -413,8 +420,6 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         speaker.clone(),
         wait_stop(stop_rx.clone()),
     ))];
-    let cni_socket = cni_server::socket_path(&opts.run_dir);
-    let cni_listener = cni_server::bind(&cni_socket)?;
     tasks.push(tokio::spawn(cni_server::serve(
         cni_listener,
         pods.clone(),
@@ -426,8 +431,6 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         wait_stop(stop_rx.clone()),
     )));
 
-    let socket = ctl::socket_path(&opts.run_dir);
-    let ctl_listener = ctl::server::bind(&socket)?;
     tasks.push(tokio::spawn(ctl::server::serve(
         ctl_listener,
         state.clone(),

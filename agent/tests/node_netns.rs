@@ -225,6 +225,16 @@ fn node_agent_programs_pods_and_survives_sigkill() {
         std::fs::read_to_string(node.state_dir().join("nodes/node-1/mtu")).unwrap(),
         "1400"
     );
+    // A second agent for the same node refuses to start, before touching any state.
+    let mut second = node.start(9);
+    let status = second.wait_exit(T).expect("the second agent exits");
+    assert!(!status.success());
+    assert!(
+        node.log(9)
+            .contains("another ginger agent is already serving"),
+        "{}",
+        node.log(9)
+    );
 
     // ADD, as the plugin does it: Assign, build the veth, EndpointReady.
     let a = assigned(node.cni(Request::Assign(AssignRequest {

@@ -340,23 +340,6 @@ async fn load_pod_network(
     Ok(pods)
 }
 
-/// Garbage-collect every `interval` until `shutdown`.
-async fn sweep_loop(pods: Arc<PodNetwork<FileStore>>, interval: Duration, shutdown: impl Future) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-        let p = pods.clone();
-        match tokio::task::spawn_blocking(move || p.sweep()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("IPAM garbage collection failed (retried): {e}"),
-            Err(e) => tracing::warn!("IPAM garbage collection task failed: {e}"),
-        }
-    }
-}
-
 /// Run the node agent until `shutdown` completes (or the speaker dies).
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let (cluster, desired) = load(&opts.config, &opts.node_name)?;
@@ -425,7 +408,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         pods.clone(),
         wait_stop(stop_rx.clone()),
     )));
-    tasks.push(tokio::spawn(sweep_loop(
+    tasks.push(tokio::spawn(crate::pod_network::sweep_periodically(
         pods.clone(),
         crate::pod_network::sweep_interval(opts.ipam_block_grace, opts.ipam_leak_grace),
         wait_stop(stop_rx.clone()),

@@ -4,11 +4,11 @@
 //!
 //! Owns: the meaning of `Assign`, `EndpointReady`, `Release`, `Check`, `Gc` and `Status`
 //! (`cni::protocol`), ADDs in flight, host link names, the sweep (endpoints whose host link
-//! vanished, allocations with no endpoint after the leak grace period, empty blocks), and
-//! `NodeNetwork`, republished on every change. Must not: touch the kernel or the speaker (the
-//! `dataplane` module follows `subscribe()`), or frame socket messages (`cni_server`).
-//! Requests enter as `cni::protocol::Request` values and leave as `Reply` values; every
-//! method blocks on file I/O, so async callers run it on a blocking thread.
+//! vanished, allocations with no endpoint after the leak grace period, empty blocks) and its
+//! timer, and `NodeNetwork`, republished on every change. Must not: touch the kernel or the
+//! speaker (the `dataplane` module follows `subscribe()`), or frame socket messages
+//! (`cni_server`). Requests enter as `cni::protocol::Request` values and leave as `Reply`
+//! values; every method blocks on file I/O, so async callers run it on a blocking thread.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -124,6 +124,27 @@ pub fn sweep_interval(block_grace: Duration, leak_grace: Duration) -> Duration {
         .min()
         .unwrap_or(Duration::from_secs(60));
     (shortest / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Run `pods.sweep()` every `interval` (on a blocking thread) until `shutdown`.
+pub async fn sweep_periodically<S: BlockStore>(
+    pods: Arc<PodNetwork<S>>,
+    interval: Duration,
+    shutdown: impl std::future::Future,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let p = pods.clone();
+        match tokio::task::spawn_blocking(move || p.sweep()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("IPAM garbage collection failed (retried): {e}"),
+            Err(e) => tracing::warn!("IPAM garbage collection task failed: {e}"),
+        }
+    }
 }
 
 /// The request's name, for logs and metrics.

@@ -25,6 +25,8 @@ enum LogFormat {
 #[command(
     name = "ginger-node",
     version,
+    // A later flag wins, so a launcher can append overrides (e.g. a shared --state-dir).
+    args_override_self = true,
     about = "Ginger node agent: pod IPAM, the CNI socket, felix (kernel routes) and the BGP speaker \
              (Calico-compatible configuration)"
 )]

@@ -7,6 +7,10 @@
 //! metric values, never added to earlier ones) and a removed peer's series disappear with it.
 //! Must not: poll the speaker in the background or keep per-peer state between scrapes.
 //! Data enters as `BgpSnapshot`s and leaves as Prometheus text format (`/metrics`).
+//!
+//! The pod side (`PodMetrics`: CNI requests, IPAM, endpoints) is updated by `pod_network` as
+//! it works; felix's counters are copied from its `MetricsSnapshot` at each scrape, like the
+//! per-peer ones.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -16,7 +20,10 @@ use bgp::packet::notification::Notification;
 use bgp::status::{PeerStatus, SessionState};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use tokio::time::timeout;
 
 use crate::ctl::AgentState;
@@ -53,6 +60,8 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     config_last_reload_success: IntGauge,
     config_last_reload_timestamp: IntGauge,
+    pods: PodMetrics,
+    felix: Arc<FelixCollector>,
     // One scrape at a time: the snapshot stored in the collector belongs to one gather.
     scrape: Mutex<()>,
 }
@@ -96,14 +105,37 @@ impl Metrics {
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(config_last_reload_timestamp.clone()))?;
         registry.register(Box::new(build_info))?;
+        let pods = PodMetrics::new()?;
+        pods.register(&registry)?;
+        let felix = Arc::new(FelixCollector {
+            template: FelixMetrics::new()?,
+            snapshot: Mutex::new(None),
+        });
+        registry.register(Box::new(SharedFelixCollector(felix.clone())))?;
         Ok(Metrics {
             registry,
             bgp,
             config_reloads,
             config_last_reload_success,
             config_last_reload_timestamp,
+            pods,
+            felix,
             scrape: Mutex::new(()),
         })
+    }
+
+    /// The pod-side metrics, for the code that updates them.
+    pub fn pods(&self) -> PodMetrics {
+        self.pods.clone()
+    }
+
+    /// felix's counters for the next scrape (`None` when felix does not run).
+    pub fn set_dataplane(&self, snapshot: Option<felix::MetricsSnapshot>) {
+        *self
+            .felix
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = snapshot;
     }
 
     /// Record a configuration reload attempt.
@@ -429,6 +461,272 @@ impl Collector for SharedCollector {
     }
 }
 
+/// The pod side's metrics: CNI requests, IPAM and endpoints. Clones share the series.
+#[derive(Clone)]
+pub struct PodMetrics {
+    cni_requests: IntCounterVec,
+    cni_duration: HistogramVec,
+    assignments: IntCounterVec,
+    store_conflicts: IntCounter,
+    gc_released: IntCounter,
+    blocks_released: IntCounter,
+    blocks: IntGaugeVec,
+    addresses: IntGaugeVec,
+    borrowed: IntGaugeVec,
+    endpoints: IntGauge,
+}
+
+/// The `family` label values.
+const FAMILIES: [&str; 2] = ["ipv4", "ipv6"];
+
+impl PodMetrics {
+    fn new() -> prometheus::Result<PodMetrics> {
+        let m = PodMetrics {
+            cni_requests: IntCounterVec::new(
+                Opts::new(
+                    "ginger_cni_requests_total",
+                    "Requests on the CNI socket, by request and result (ok or the error kind).",
+                ),
+                &["request", "result"],
+            )?,
+            cni_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "ginger_cni_request_duration_seconds",
+                    "Time the agent took to answer a CNI socket request.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ]),
+                &["request"],
+            )?,
+            assignments: IntCounterVec::new(
+                Opts::new(
+                    "ginger_ipam_assignments_total",
+                    "Addresses handed out, by where they came from (affine, claimed, \
+                     reclaimed, borrowed, existing).",
+                ),
+                &["source"],
+            )?,
+            store_conflicts: IntCounter::new(
+                "ginger_ipam_store_conflicts_total",
+                "IPAM block writes that lost a compare-and-swap and were re-planned.",
+            )?,
+            gc_released: IntCounter::new(
+                "ginger_ipam_gc_released_total",
+                "Handles whose addresses garbage collection released (no endpoint, or its \
+                 host link vanished).",
+            )?,
+            blocks_released: IntCounter::new(
+                "ginger_ipam_blocks_released_total",
+                "Empty blocks this node gave back after the grace period.",
+            )?,
+            blocks: IntGaugeVec::new(
+                Opts::new("ginger_ipam_blocks", "IPAM blocks affine to this node."),
+                &["family"],
+            )?,
+            addresses: IntGaugeVec::new(
+                Opts::new(
+                    "ginger_ipam_addresses_allocated",
+                    "Addresses this node has allocated (own blocks and borrowed).",
+                ),
+                &["family"],
+            )?,
+            borrowed: IntGaugeVec::new(
+                Opts::new(
+                    "ginger_ipam_addresses_borrowed",
+                    "Addresses this node has borrowed from other nodes' blocks.",
+                ),
+                &["family"],
+            )?,
+            endpoints: IntGauge::new(
+                "ginger_workload_endpoints",
+                "Pod endpoints recorded on this node.",
+            )?,
+        };
+        for family in FAMILIES {
+            m.blocks.with_label_values(&[family]);
+            m.addresses.with_label_values(&[family]);
+            m.borrowed.with_label_values(&[family]);
+        }
+        Ok(m)
+    }
+
+    fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.cni_requests.clone()))?;
+        registry.register(Box::new(self.cni_duration.clone()))?;
+        registry.register(Box::new(self.assignments.clone()))?;
+        registry.register(Box::new(self.store_conflicts.clone()))?;
+        registry.register(Box::new(self.gc_released.clone()))?;
+        registry.register(Box::new(self.blocks_released.clone()))?;
+        registry.register(Box::new(self.blocks.clone()))?;
+        registry.register(Box::new(self.addresses.clone()))?;
+        registry.register(Box::new(self.borrowed.clone()))?;
+        registry.register(Box::new(self.endpoints.clone()))
+    }
+
+    /// One CNI socket request answered.
+    pub fn cni_request(&self, request: &str, result: &str, seconds: f64) {
+        if let Ok(c) = self
+            .cni_requests
+            .get_metric_with_label_values(&[request, result])
+        {
+            c.inc();
+        }
+        if let Ok(h) = self.cni_duration.get_metric_with_label_values(&[request]) {
+            h.observe(seconds);
+        }
+    }
+
+    /// One address handed out, found as `source`.
+    pub fn assignment(&self, source: &str) {
+        if let Ok(c) = self.assignments.get_metric_with_label_values(&[source]) {
+            c.inc();
+        }
+    }
+
+    /// Store conflicts seen by one operation.
+    pub fn store_conflicts(&self, n: u64) {
+        self.store_conflicts.inc_by(n);
+    }
+
+    /// What a garbage-collection sweep released.
+    pub fn swept(&self, handles: usize, blocks: usize) {
+        self.gc_released.inc_by(handles as u64);
+        self.blocks_released.inc_by(blocks as u64);
+    }
+
+    /// The node's current share of IPAM, per family `[ipv4, ipv6]`.
+    pub fn ipam_view(&self, blocks: [u64; 2], addresses: [u64; 2], borrowed: [u64; 2]) {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (i, family) in FAMILIES.iter().enumerate() {
+            for (vec, n) in [
+                (&self.blocks, blocks[i]),
+                (&self.addresses, addresses[i]),
+                (&self.borrowed, borrowed[i]),
+            ] {
+                if let Ok(g) = vec.get_metric_with_label_values(&[family]) {
+                    g.set(clamp(n));
+                }
+            }
+        }
+    }
+
+    /// Pod endpoints recorded.
+    pub fn endpoints(&self, n: usize) {
+        self.endpoints.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+/// felix's counters as metric families, built from one `MetricsSnapshot`.
+struct FelixMetrics {
+    routes_programmed: IntGauge,
+    routes_rejected: IntGauge,
+    full_resyncs: IntCounter,
+    link_resyncs: IntCounter,
+    ops_applied: IntCounter,
+    op_failures: IntCounter,
+    dataplane_errors: IntCounter,
+    kernel_writes: IntCounter,
+}
+
+impl FelixMetrics {
+    fn new() -> prometheus::Result<FelixMetrics> {
+        Ok(FelixMetrics {
+            routes_programmed: IntGauge::new(
+                "ginger_felix_routes_programmed",
+                "Routes Ginger owns in the kernel.",
+            )?,
+            routes_rejected: IntGauge::new(
+                "ginger_felix_routes_rejected",
+                "Desired routes felix keeps out of the kernel (see gingerctl route show --fib).",
+            )?,
+            full_resyncs: IntCounter::new(
+                "ginger_felix_full_resyncs_total",
+                "Full dataplane resyncs (start, timer, after errors or overruns).",
+            )?,
+            link_resyncs: IntCounter::new(
+                "ginger_felix_link_resyncs_total",
+                "Per-link resyncs after link events.",
+            )?,
+            ops_applied: IntCounter::new(
+                "ginger_felix_ops_applied_total",
+                "Route and neighbour writes the kernel accepted.",
+            )?,
+            op_failures: IntCounter::new(
+                "ginger_felix_op_failures_total",
+                "Route and neighbour writes the kernel refused.",
+            )?,
+            dataplane_errors: IntCounter::new(
+                "ginger_felix_dataplane_errors_total",
+                "Failed dumps, lookups or sysctl writes.",
+            )?,
+            kernel_writes: IntCounter::new(
+                "ginger_felix_kernel_writes_total",
+                "Kernel-changing requests sent (netlink and sysctl writes).",
+            )?,
+        })
+    }
+
+    fn collectors(&self) -> [&dyn Collector; 8] {
+        [
+            &self.routes_programmed,
+            &self.routes_rejected,
+            &self.full_resyncs,
+            &self.link_resyncs,
+            &self.ops_applied,
+            &self.op_failures,
+            &self.dataplane_errors,
+            &self.kernel_writes,
+        ]
+    }
+
+    fn fill(&self, s: &felix::MetricsSnapshot) {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.routes_programmed.set(clamp(s.routes_programmed));
+        self.routes_rejected.set(clamp(s.routes_rejected));
+        self.full_resyncs.inc_by(s.full_resyncs);
+        self.link_resyncs.inc_by(s.link_resyncs);
+        self.ops_applied.inc_by(s.ops_applied);
+        self.op_failures.inc_by(s.op_failures);
+        self.dataplane_errors.inc_by(s.dataplane_errors);
+        self.kernel_writes.inc_by(s.kernel_writes);
+    }
+}
+
+/// Builds felix's families from the latest snapshot at every gather; none without felix.
+struct FelixCollector {
+    template: FelixMetrics,
+    snapshot: Mutex<Option<felix::MetricsSnapshot>>,
+}
+
+struct SharedFelixCollector(Arc<FelixCollector>);
+
+impl Collector for SharedFelixCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0
+            .template
+            .collectors()
+            .into_iter()
+            .flat_map(|c| c.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(snapshot) = *self.0.snapshot.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return Vec::new();
+        };
+        let Ok(fresh) = FelixMetrics::new() else {
+            return Vec::new();
+        };
+        fresh.fill(&snapshot);
+        fresh
+            .collectors()
+            .into_iter()
+            .flat_map(|c| c.collect())
+            .collect()
+    }
+}
+
 /// `/metrics` over an `AgentState`.
 pub struct MetricsEndpoint<S> {
     state: Arc<S>,
@@ -465,6 +763,7 @@ impl<S: AgentState> MetricsEndpoint<S> {
             loc_rib_prefixes,
             now_unix: unix_seconds(SystemTime::now()),
         };
+        self.metrics.set_dataplane(self.state.dataplane_metrics());
         match self.metrics.render(snapshot) {
             Ok(text) => HttpResponse {
                 status: 200,
@@ -529,7 +828,13 @@ mod tests {
                 }
                 None => (series.to_string(), BTreeMap::new()),
             };
-            assert!(types.contains_key(&name), "{name} has no # TYPE line");
+            // A histogram's samples carry suffixes on the announced name.
+            let announced = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|base| types.get(*base).map(String::as_str) == Some("histogram"))
+                .unwrap_or(&name);
+            assert!(types.contains_key(announced), "{name} has no # TYPE line");
             samples.push((name, labels, value.parse().unwrap()));
         }
         (samples, types)
@@ -760,6 +1065,80 @@ mod tests {
             Some(0.0)
         );
         assert!(value(&samples, "ginger_bgp_peer_state", &[]).is_none());
+    }
+
+    #[test]
+    fn pod_and_felix_metrics_render() {
+        let metrics = Metrics::new().unwrap();
+        let (samples, _) = parse(&metrics.render(BgpSnapshot::default()).unwrap());
+        // Without felix there are no felix series; the pod series exist from the start.
+        assert!(value(&samples, "ginger_felix_routes_programmed", &[]).is_none());
+        assert_eq!(
+            value(&samples, "ginger_ipam_blocks", &[("family", "ipv6")]),
+            Some(0.0)
+        );
+        let pods = metrics.pods();
+        pods.cni_request("Assign", "ok", 0.002);
+        pods.cni_request("Assign", "PoolExhausted", 0.001);
+        pods.assignment("claimed");
+        pods.store_conflicts(2);
+        pods.swept(3, 1);
+        pods.ipam_view([2, 1], [70, 3], [1, 0]);
+        pods.endpoints(73);
+        metrics.set_dataplane(Some(felix::MetricsSnapshot {
+            full_resyncs: 4,
+            routes_programmed: 75,
+            kernel_writes: 90,
+            ..felix::MetricsSnapshot::default()
+        }));
+        let (samples, types) = parse(&metrics.render(BgpSnapshot::default()).unwrap());
+        let v = |name: &str, labels: &[(&str, &str)]| value(&samples, name, labels);
+        assert_eq!(
+            v(
+                "ginger_cni_requests_total",
+                &[("request", "Assign"), ("result", "ok")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("ginger_cni_requests_total", &[("result", "PoolExhausted")]),
+            Some(1.0)
+        );
+        assert_eq!(types["ginger_cni_request_duration_seconds"], "histogram");
+        assert_eq!(
+            v(
+                "ginger_cni_request_duration_seconds_count",
+                &[("request", "Assign")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            v("ginger_ipam_assignments_total", &[("source", "claimed")]),
+            Some(1.0)
+        );
+        assert_eq!(v("ginger_ipam_store_conflicts_total", &[]), Some(2.0));
+        assert_eq!(v("ginger_ipam_gc_released_total", &[]), Some(3.0));
+        assert_eq!(v("ginger_ipam_blocks_released_total", &[]), Some(1.0));
+        assert_eq!(v("ginger_ipam_blocks", &[("family", "ipv4")]), Some(2.0));
+        assert_eq!(
+            v("ginger_ipam_addresses_allocated", &[("family", "ipv6")]),
+            Some(3.0)
+        );
+        assert_eq!(
+            v("ginger_ipam_addresses_borrowed", &[("family", "ipv4")]),
+            Some(1.0)
+        );
+        assert_eq!(v("ginger_workload_endpoints", &[]), Some(73.0));
+        assert_eq!(types["ginger_felix_full_resyncs_total"], "counter");
+        assert_eq!(v("ginger_felix_full_resyncs_total", &[]), Some(4.0));
+        assert_eq!(v("ginger_felix_routes_programmed", &[]), Some(75.0));
+        assert_eq!(v("ginger_felix_kernel_writes_total", &[]), Some(90.0));
+        // A second scrape shows the same cumulative values, not their sum.
+        let (again, _) = parse(&metrics.render(BgpSnapshot::default()).unwrap());
+        assert_eq!(
+            value(&again, "ginger_felix_full_resyncs_total", &[]),
+            Some(4.0)
+        );
     }
 
     #[test]

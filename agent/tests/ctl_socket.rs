@@ -149,7 +149,7 @@ async fn malformed_requests_get_errors_and_the_connection_survives() {
     let server = Running::start("malformed", TestState::new(), ServerLimits::default()).await;
     let lines = raw(
         &server.socket,
-        b"garbage\n{\"version\":1,\"request\":\"IpamShow\"}\n{\"version\":9,\"request\":\"NodeStatus\"}\n\
+        b"garbage\n{\"version\":1,\"request\":\"IpamSplit\"}\n{\"version\":9,\"request\":\"NodeStatus\"}\n\
           {\"version\":1,\"request\":\"GetNodes\"}\n",
         4,
     )
@@ -164,6 +164,17 @@ async fn malformed_requests_get_errors_and_the_connection_survives() {
     ));
     // The server still serves others.
     assert!(ask(&server.socket, Request::GetNodes).await.is_ok());
+    // An agent without IPAM or felix says so instead of answering empty.
+    for request in [
+        Request::IpamShow,
+        Request::GetEndpoints,
+        Request::RouteShowFib,
+    ] {
+        match ask(&server.socket, request).await {
+            Err(ClientError::Refused(e)) => assert_eq!(e.code, ErrorCode::Unavailable),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
     server.shutdown().await;
 }
 

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use agent::ctl::DEFAULT_RUN_DIR;
 use agent::daemon::{self, Options};
@@ -24,7 +25,10 @@ enum LogFormat {
 #[command(
     name = "ginger-node",
     version,
-    about = "Ginger node agent: BGP speaker for pod routes (Calico-compatible configuration)"
+    // A later flag wins, so a launcher can append overrides (e.g. a shared --state-dir).
+    args_override_self = true,
+    about = "Ginger node agent: pod IPAM, the CNI socket, felix (kernel routes) and the BGP speaker \
+             (Calico-compatible configuration)"
 )]
 struct Cli {
     /// Cluster file: Kubernetes-style YAML documents (Node, BGPPeer, BGPConfiguration, IPPool).
@@ -33,10 +37,11 @@ struct Cli {
     /// This node's name, as in the cluster file.
     #[arg(long, env = "NODENAME", value_name = "NAME")]
     node_name: String,
-    /// Directory for the control socket.
+    /// Directory for the control socket (ginger.sock) and the CNI socket (cni.sock).
     #[arg(long, env = "GINGER_RUN_DIR", default_value = DEFAULT_RUN_DIR, value_name = "DIR")]
     run_dir: PathBuf,
-    /// Directory for persistent state.
+    /// Directory for persistent state: ipam/ (blocks, shared by every node of the machine
+    /// that uses the same directory) and nodes/<node>/ (endpoints, mtu).
     #[arg(long, default_value = "/var/lib/ginger", value_name = "DIR")]
     state_dir: PathBuf,
     /// Address for /liveness and /readiness.
@@ -48,6 +53,29 @@ struct Cli {
     /// Log format (level from RUST_LOG, default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Route protocol number on every route felix programs (`ip route` shows `proto 97`).
+    #[arg(long, default_value_t = felix::ownership::DEFAULT_ROUTE_PROTOCOL, value_name = "N")]
+    route_protocol: u8,
+    /// Name prefix of pod host links; routes on these links are Ginger's whatever their protocol.
+    #[arg(long, default_value = felix::ownership::DEFAULT_IFACE_PREFIX, value_name = "PREFIX")]
+    interface_prefix: String,
+    /// How long an empty IPAM block stays with this node before it is given back (a node keeps
+    /// one block per family); also how long another node's block must have been empty before
+    /// this node may take it over. Go duration; 0 never releases.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    ipam_block_grace: Duration,
+    /// How long an address may stay allocated without a pod endpoint (an ADD in flight) before
+    /// garbage collection releases it. Go duration.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    ipam_leak_grace: Duration,
+    /// Links whose MTU counts for host MTU detection (Calico's MTUIfacePattern).
+    #[arg(long, default_value = felix::mtu::DEFAULT_MTU_IFACE_PATTERN, value_name = "REGEX")]
+    mtu_iface_pattern: String,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    agent::datastore::duration::parse_go_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 90s or 15m: {e}"))
 }
 
 fn init_logging(format: LogFormat) {
@@ -85,6 +113,11 @@ fn main() -> ExitCode {
         state_dir: cli.state_dir,
         health_listen: cli.health_listen,
         metrics_listen: cli.metrics_listen,
+        route_protocol: cli.route_protocol,
+        interface_prefix: cli.interface_prefix,
+        ipam_block_grace: cli.ipam_block_grace,
+        ipam_leak_grace: cli.ipam_leak_grace,
+        mtu_iface_pattern: cli.mtu_iface_pattern,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

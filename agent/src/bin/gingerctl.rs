@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use agent::ctl::client::{self, ClientError};
-use agent::ctl::{DEFAULT_RUN_DIR, Reply, Request, render, socket_path};
+use agent::ctl::{DEFAULT_RUN_DIR, Reply, Request, render, render_pods, socket_path};
 use clap::{Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
@@ -52,6 +52,24 @@ enum Command {
         #[command(subcommand)]
         resource: Resource,
     },
+    /// IP address management.
+    Ipam {
+        #[command(subcommand)]
+        command: IpamCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum IpamCommand {
+    /// IP pool usage, as `calicoctl ipam show` prints it.
+    Show {
+        /// Also one row per block.
+        #[arg(long)]
+        show_blocks: bool,
+        /// Whether this address is in use, and by whom.
+        #[arg(long, value_name = "IP", conflicts_with = "show_blocks")]
+        ip: Option<IpAddr>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -62,11 +80,15 @@ enum NodeCommand {
 
 #[derive(Subcommand, Debug)]
 enum RouteCommand {
-    /// Loc-RIB paths: all, the longest match for an ADDRESS, or exactly a PREFIX.
+    /// Loc-RIB paths: all, the longest match for an ADDRESS, or exactly a PREFIX; with
+    /// --fib, the routes felix has programmed into the kernel instead.
     Show {
         /// An address (longest-prefix match) or a prefix (exact match).
         #[arg(value_parser = parse_prefix, value_name = "PREFIX")]
         prefix: Option<IpNet>,
+        /// Show the kernel routes and neighbour entries Ginger owns (felix).
+        #[arg(long, conflicts_with = "prefix")]
+        fib: bool,
     },
 }
 
@@ -86,6 +108,14 @@ enum Resource {
         #[arg(short = 'o', long = "output", value_enum)]
         output: Option<Output>,
     },
+    /// This node's pod endpoints (pod, addresses, host link, MAC).
+    #[command(
+        visible_alias = "endpoint",
+        alias = "workloadendpoints",
+        alias = "workloadendpoint",
+        alias = "wep"
+    )]
+    Endpoints,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -119,7 +149,10 @@ fn main() -> ExitCode {
             command: NodeCommand::Status,
         } => Request::NodeStatus,
         Command::Route {
-            command: RouteCommand::Show { prefix },
+            command: RouteCommand::Show { fib: true, .. },
+        } => Request::RouteShowFib,
+        Command::Route {
+            command: RouteCommand::Show { prefix, .. },
         } => Request::RouteShow { prefix: *prefix },
         Command::Get {
             resource: Resource::Bgppeers { .. },
@@ -127,6 +160,15 @@ fn main() -> ExitCode {
         Command::Get {
             resource: Resource::Nodes { .. },
         } => Request::GetNodes,
+        Command::Get {
+            resource: Resource::Endpoints,
+        } => Request::GetEndpoints,
+        Command::Ipam {
+            command: IpamCommand::Show { ip: Some(ip), .. },
+        } => Request::IpamShowIp { ip: *ip },
+        Command::Ipam {
+            command: IpamCommand::Show { ip: None, .. },
+        } => Request::IpamShow,
     };
     let deadline = Duration::from_secs(cli.timeout);
     let reply = runtime.block_on(client::request(&socket, &request, deadline));
@@ -154,10 +196,19 @@ fn output(command: &Command, reply: Reply) -> Option<String> {
         }
         (
             Command::Route {
-                command: RouteCommand::Show { prefix },
+                command: RouteCommand::Show { prefix, .. },
             },
             Reply::Routes(routes),
         ) => render::routes(&routes, *prefix),
+        (Command::Route { .. }, Reply::Fib(report)) => render_pods::fib(&report),
+        (Command::Get { .. }, Reply::Endpoints(rows)) => render_pods::endpoints(&rows),
+        (
+            Command::Ipam {
+                command: IpamCommand::Show { show_blocks, .. },
+            },
+            Reply::Ipam(report),
+        ) => render_pods::ipam_show(&report, *show_blocks),
+        (Command::Ipam { .. }, Reply::IpamIp(lookup)) => render_pods::ipam_ip(&lookup),
         (Command::Get { .. }, Reply::BgpPeers(rows)) => render::bgp_peers(&rows),
         (
             Command::Get {

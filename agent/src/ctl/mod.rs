@@ -2,11 +2,13 @@
 //!
 //! Owns: the `AgentState` trait (what the daemon exposes to the CLI, health and metrics), the
 //! socket location, and the submodules: `protocol` (wire types and JSON lines), `server` (the
-//! unix-socket server), `client` (what `gingerctl` calls), `render` (pure text output) and
-//! `table` (the Go table layouts calicoctl prints). Must not: reach into the speaker or the
+//! unix-socket server), `client` (what `gingerctl` calls), `render` and `render_pods` (pure
+//! text output: BGP, then IPAM, endpoints and the FIB) and `table` (the Go table layouts
+//! calicoctl prints). Must not: reach into the speaker or the
 //! datastore; everything arrives through `AgentState` as snapshot copies.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use bgp::status::{PeerStatus, RouteStatus};
@@ -15,10 +17,13 @@ use ipnet::IpNet;
 pub mod client;
 pub mod protocol;
 pub mod render;
+pub mod render_pods;
 pub mod server;
 pub mod table;
 
-pub use protocol::{BgpPeerRow, NodeAsn, NodeRow, Reply, Request};
+pub use protocol::{
+    BgpPeerRow, EndpointRow, FibReport, IpLookup, IpamReport, NodeAsn, NodeRow, Reply, Request,
+};
 
 /// Where the agent keeps its sockets unless told otherwise (Calico: `/var/run/calico`).
 pub const DEFAULT_RUN_DIR: &str = "/var/run/ginger";
@@ -59,5 +64,32 @@ pub trait AgentState: Send + Sync + 'static {
     /// not programmed); empty when there are none.
     fn not_ready_reasons(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// IP pool and block usage, read fresh from the IPAM store; `Err` with a reason when the
+    /// agent has no IPAM or the store cannot be read.
+    fn ipam_report(&self) -> impl Future<Output = Result<IpamReport, String>> + Send {
+        async { Err("this agent runs no IPAM".to_string()) }
+    }
+
+    /// Who holds `ip`, read fresh from the IPAM store.
+    fn ipam_lookup(&self, ip: IpAddr) -> impl Future<Output = Result<IpLookup, String>> + Send {
+        let _ = ip;
+        async { Err("this agent runs no IPAM".to_string()) }
+    }
+
+    /// This node's pod endpoints.
+    fn endpoint_rows(&self) -> Result<Vec<EndpointRow>, String> {
+        Err("this agent records no pod endpoints".to_string())
+    }
+
+    /// What felix has programmed.
+    fn fib(&self) -> impl Future<Output = Result<FibReport, String>> + Send {
+        async { Err("this agent runs no dataplane (felix)".to_string()) }
+    }
+
+    /// felix's counters, for metrics, when felix runs.
+    fn dataplane_metrics(&self) -> Option<felix::MetricsSnapshot> {
+        None
     }
 }

@@ -14,10 +14,11 @@
 //! `UnknownRequest`); changing the meaning or shape of an existing request or reply bumps
 //! `PROTOCOL_VERSION`, and the agent keeps answering every version from
 //! `MIN_PROTOCOL_VERSION`. The error envelope never changes, so any gingerctl can show any
-//! agent's refusal. Adding a request (`IpamShow`, `GetEndpoints`, `RouteShowFib`, …) takes a
+//! agent's refusal. Adding a request (as `IpamShow`, `GetEndpoints`, `RouteShowFib` were) takes a
 //! `Request` variant listed in `Request::KINDS`, a `Reply` variant, an `AgentState` method and a
 //! `server` dispatch arm.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bgp::status::{PeerStatus, RouteStatus};
@@ -49,11 +50,31 @@ pub enum Request {
     GetBgpPeers,
     /// Nodes (`gingerctl get nodes`).
     GetNodes,
+    /// IP pool and block usage (`gingerctl ipam show [--show-blocks]`).
+    IpamShow,
+    /// Who holds one address (`gingerctl ipam show --ip IP`).
+    IpamShowIp {
+        /// The address.
+        ip: IpAddr,
+    },
+    /// This node's pod endpoints (`gingerctl get endpoints`).
+    GetEndpoints,
+    /// What felix has programmed into the kernel (`gingerctl route show --fib`).
+    RouteShowFib,
 }
 
 impl Request {
     /// Every request kind this build knows, as it appears in the `request` field.
-    pub const KINDS: [&'static str; 4] = ["NodeStatus", "RouteShow", "GetBgpPeers", "GetNodes"];
+    pub const KINDS: [&'static str; 8] = [
+        "NodeStatus",
+        "RouteShow",
+        "GetBgpPeers",
+        "GetNodes",
+        "IpamShow",
+        "IpamShowIp",
+        "GetEndpoints",
+        "RouteShowFib",
+    ];
 
     /// The `request` field value of this request.
     pub fn kind(&self) -> &'static str {
@@ -62,6 +83,10 @@ impl Request {
             Request::RouteShow { .. } => "RouteShow",
             Request::GetBgpPeers => "GetBgpPeers",
             Request::GetNodes => "GetNodes",
+            Request::IpamShow => "IpamShow",
+            Request::IpamShowIp { .. } => "IpamShowIp",
+            Request::GetEndpoints => "GetEndpoints",
+            Request::RouteShowFib => "RouteShowFib",
         }
     }
 }
@@ -105,6 +130,113 @@ pub struct NodeRow {
     pub ipv6: Option<IpNet>,
 }
 
+/// Usage of one IPAM block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockUsage {
+    /// The block.
+    pub cidr: IpNet,
+    /// Addresses allocated in it.
+    pub in_use: u64,
+    /// The node it is affine to.
+    pub affinity: Option<String>,
+}
+
+/// Usage of one IP pool and its blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolUsage {
+    /// Pool name.
+    pub name: String,
+    /// Pool CIDR (its size is the pool's capacity).
+    pub cidr: IpNet,
+    /// Addresses allocated in the pool's blocks.
+    pub in_use: u64,
+    /// The pool's blocks, by CIDR.
+    pub blocks: Vec<BlockUsage>,
+}
+
+/// Answer to `IpamShow`: pools by name, then blocks inside no pool (left by a removed pool).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamReport {
+    /// Every pool.
+    pub pools: Vec<PoolUsage>,
+    /// Blocks outside every pool.
+    pub orphan_blocks: Vec<BlockUsage>,
+}
+
+/// Answer to `IpamShowIp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpLookup {
+    /// The address asked about.
+    pub ip: IpAddr,
+    /// Its allocation, if it is allocated.
+    pub allocation: Option<IpAllocation>,
+}
+
+/// Who holds an address (Calico's handle and owner attributes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpAllocation {
+    /// The block it is in.
+    pub block: IpNet,
+    /// The handle (`<network>.<containerID>`).
+    pub handle: String,
+    /// Calico's attribute names: `namespace`, `node`, `pod`, `timestamp`.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One row of `gingerctl get endpoints`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRow {
+    /// Pod namespace (empty outside Kubernetes).
+    pub namespace: String,
+    /// Pod name (empty outside Kubernetes).
+    pub pod: String,
+    /// The node.
+    pub node: String,
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// The pod's addresses.
+    pub ips: Vec<IpAddr>,
+    /// Host-side link.
+    pub host_ifname: String,
+    /// Pod-side MAC.
+    pub mac: String,
+}
+
+/// A permanent neighbour entry felix programmed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourRow {
+    /// The pod address.
+    pub ip: IpAddr,
+    /// The pod MAC.
+    pub mac: String,
+    /// The host-side link.
+    pub ifname: String,
+}
+
+/// A desired route felix keeps out of the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRow {
+    /// The destination.
+    pub dst: IpNet,
+    /// `workload <link>`, `blackhole` or `remote`.
+    pub source: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Answer to `RouteShowFib`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FibReport {
+    /// Ginger's routes in the kernel, one `ip route`-style line each.
+    pub routes: Vec<String>,
+    /// Ginger's permanent neighbour entries.
+    pub neighbours: Vec<NeighbourRow>,
+    /// Desired routes not programmed, with the reason.
+    pub rejected: Vec<RejectedRow>,
+    /// False while felix has work pending or its last step failed (it retries).
+    pub converged: bool,
+}
+
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", content = "data")]
@@ -117,6 +249,14 @@ pub enum Reply {
     BgpPeers(Vec<BgpPeerRow>),
     /// Answer to `GetNodes`.
     Nodes(Vec<NodeRow>),
+    /// Answer to `IpamShow`.
+    Ipam(IpamReport),
+    /// Answer to `IpamShowIp`.
+    IpamIp(IpLookup),
+    /// Answer to `GetEndpoints`.
+    Endpoints(Vec<EndpointRow>),
+    /// Answer to `RouteShowFib`.
+    Fib(FibReport),
 }
 
 /// Why the agent refused a request.
@@ -136,6 +276,8 @@ pub enum ErrorCode {
     Timeout,
     /// An error inside the agent.
     Internal,
+    /// This agent does not run the part that answers (no IPAM, no felix).
+    Unavailable,
     /// A code added by a newer agent.
     #[serde(other)]
     Other,
@@ -394,6 +536,12 @@ mod tests {
             },
             Request::GetBgpPeers,
             Request::GetNodes,
+            Request::IpamShow,
+            Request::IpamShowIp {
+                ip: "10.244.0.5".parse().unwrap(),
+            },
+            Request::GetEndpoints,
+            Request::RouteShowFib,
         ] {
             let line = encode_request(&request);
             assert_eq!(line.last(), Some(&b'\n'));
@@ -438,7 +586,48 @@ mod tests {
                 ipv4: Some("10.0.0.1/24".parse().unwrap()),
                 ipv6: None,
             }])),
+            Ok(Reply::Ipam(IpamReport {
+                pools: vec![PoolUsage {
+                    name: "default-ipv4-ippool".into(),
+                    cidr: "10.244.0.0/16".parse().unwrap(),
+                    in_use: 1,
+                    blocks: vec![BlockUsage {
+                        cidr: "10.244.0.0/26".parse().unwrap(),
+                        in_use: 1,
+                        affinity: Some("node-1".into()),
+                    }],
+                }],
+                orphan_blocks: vec![],
+            })),
+            Ok(Reply::IpamIp(IpLookup {
+                ip: "10.244.0.5".parse().unwrap(),
+                allocation: Some(IpAllocation {
+                    block: "10.244.0.0/26".parse().unwrap(),
+                    handle: "k8s-pod-network.abc".into(),
+                    attributes: BTreeMap::from([("node".to_string(), "node-1".to_string())]),
+                }),
+            })),
+            Ok(Reply::Endpoints(vec![EndpointRow {
+                namespace: "default".into(),
+                pod: "web-1".into(),
+                node: "node-1".into(),
+                container_id: "abc".into(),
+                ips: vec!["10.244.0.5".parse().unwrap()],
+                host_ifname: "cali0123456789a".into(),
+                mac: "0a:58:0a:f4:00:05".into(),
+            }])),
+            Ok(Reply::Fib(FibReport {
+                routes: vec!["blackhole 10.244.0.0/26 proto 97".into()],
+                neighbours: vec![],
+                rejected: vec![RejectedRow {
+                    dst: "10.244.0.9/32".parse().unwrap(),
+                    source: "workload cali1".into(),
+                    reason: "link cali1 does not exist".into(),
+                }],
+                converged: true,
+            })),
             Err(AgentError::new(ErrorCode::Busy, "too many connections")),
+            Err(AgentError::new(ErrorCode::Unavailable, "no IPAM")),
         ];
         for response in replies {
             let line = encode_response(&response);
@@ -468,9 +657,9 @@ mod tests {
                 "versions 1 to 1",
             ),
             (
-                br#"{"version":1,"request":"IpamShow"}"#,
+                br#"{"version":1,"request":"IpamSplit"}"#,
                 ErrorCode::UnknownRequest,
-                "\"IpamShow\"",
+                "\"IpamSplit\"",
             ),
             (
                 br#"{"version":1,"request":"RouteShow","args":{"prefix":"nope"}}"#,
@@ -501,7 +690,7 @@ mod tests {
         let line = br#"{"version":2,"reply":"NodeStatus","data":[]}"#;
         let err = decode_response(line).unwrap_err();
         assert!(err.to_string().contains("protocol version 2"), "{err}");
-        let line = br#"{"version":1,"reply":"Ipam","data":{}}"#;
+        let line = br#"{"version":1,"reply":"IpamSplit","data":{}}"#;
         assert!(matches!(
             decode_response(line),
             Err(ProtocolError::UnknownReply { .. })

@@ -292,18 +292,25 @@ pub async fn answer<S: AgentState>(state: &S, line: &[u8], deadline: Duration) -
                     deadline.as_secs_f64()
                 ),
             )
-        })
+        })?
 }
 
-async fn dispatch<S: AgentState>(state: &S, request: Request) -> Reply {
-    match request {
+async fn dispatch<S: AgentState>(state: &S, request: Request) -> Response {
+    let unavailable = |message: String| AgentError::new(ErrorCode::Unavailable, message);
+    Ok(match request {
         Request::NodeStatus => Reply::NodeStatus(state.peers().await),
         Request::RouteShow { prefix } => {
             Reply::Routes(select_routes(prefix, state.routes(prefix).await))
         }
         Request::GetBgpPeers => Reply::BgpPeers(state.bgp_peer_rows()),
         Request::GetNodes => Reply::Nodes(state.node_rows()),
-    }
+        Request::IpamShow => Reply::Ipam(state.ipam_report().await.map_err(unavailable)?),
+        Request::IpamShowIp { ip } => {
+            Reply::IpamIp(state.ipam_lookup(ip).await.map_err(unavailable)?)
+        }
+        Request::GetEndpoints => Reply::Endpoints(state.endpoint_rows().map_err(unavailable)?),
+        Request::RouteShowFib => Reply::Fib(state.fib().await.map_err(unavailable)?),
+    })
 }
 
 /// The `route show` matching rule, sorted by prefix: no filter gives every route; a full-length

@@ -52,6 +52,7 @@ pub fn felix_desired(network: &NodeNetwork, remotes: &RemoteRoutes) -> DesiredSt
         workloads,
         blackholes: network.owned.clone(),
         remotes: remotes.clone(),
+        retain_unlisted_remotes: false,
     }
 }
 

@@ -495,7 +495,7 @@ async fn watch_config(
             _ = hup.recv() => "SIGHUP",
             _ = tick.tick() => {
                 // A dead speaker means a dead agent: exit so the supervisor restarts us.
-                if let Err(e) = speaker.peers().await {
+                if let Err(e) = speaker.rib_size().await {
                     return Err(e.into());
                 }
                 let now = fingerprint(&opts.config);

@@ -460,7 +460,7 @@ impl Core {
         all
     }
 
-    fn originate(&mut self, routes: BTreeSet<OriginatedRoute>) {
+    pub(crate) fn originate(&mut self, routes: BTreeSet<OriginatedRoute>) {
         let new: BTreeMap<IpNet, OriginatedRoute> =
             routes.into_iter().map(|r| (r.prefix.trunc(), r)).collect();
         let removed: Vec<IpNet> = self
@@ -997,6 +997,10 @@ impl Core {
                     prefixes_advertised: s.up.as_ref().map_or(0, |u| u.advertised),
                     counters: s.counters.clone(),
                     end_of_rib_received: s.eor_received.clone(),
+                    peer_graceful_restart: s
+                        .up
+                        .as_ref()
+                        .is_some_and(|u| u.negotiated.peer_graceful_restart.is_some()),
                     stale_paths: c.stale,
                 }
             })

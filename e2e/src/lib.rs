@@ -18,6 +18,7 @@ pub mod ginger;
 pub mod gobgp;
 pub mod link;
 pub mod netns;
+pub mod pods;
 pub mod proc;
 pub mod rawpeer;
 pub mod robust;

@@ -763,23 +763,28 @@ impl PodNode {
         Ok(list)
     }
 
-    /// A list of `ginger` (the shipped entry) followed by `more` plugin entries, named and
-    /// versioned as the shipped list is.
-    pub fn conflist(&self, more: &[Value]) -> Result<ConfList> {
+    /// The shipped list (`ginger`, then `portmap`) with `more` plugin entries appended.
+    pub fn shipped_conflist(&self, more: &[Value]) -> Result<ConfList> {
         let mut list = self.shipped_list()?;
-        let entry = list["plugins"][0].clone();
-        let mut plugins = vec![entry];
-        plugins.extend(more.iter().cloned());
-        list["plugins"] = Value::Array(plugins);
-        Ok(ConfList::new(
-            list,
-            BTreeMap::from([("ginger".to_string(), self.binaries.plugin.clone())]),
-        ))
+        if let Some(plugins) = list["plugins"].as_array_mut() {
+            plugins.extend(more.iter().cloned());
+        }
+        Ok(self.with_binaries(list))
     }
 
-    /// A list of the `ginger` entry alone: what a runtime runs for a cluster without `portmap`.
+    /// A list of the shipped `ginger` entry alone: what a runtime runs for a cluster without
+    /// `portmap`.
     pub fn ginger_only(&self) -> Result<ConfList> {
-        self.conflist(&[])
+        let mut list = self.shipped_list()?;
+        list["plugins"] = Value::Array(vec![list["plugins"][0].clone()]);
+        Ok(self.with_binaries(list))
+    }
+
+    fn with_binaries(&self, list: Value) -> ConfList {
+        ConfList::new(
+            list,
+            BTreeMap::from([("ginger".to_string(), self.binaries.plugin.clone())]),
+        )
     }
 
     /// A runner for plugins in this node.

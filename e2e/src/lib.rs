@@ -6,8 +6,8 @@
 //! `Frr`, `Gobgp`, all `BgpDaemon`s, configured from one `RouterConfig`); `RawPeer` speaks
 //! hand-built BGP bytes; `Proc` guards every child process; `TestDir`/`scenario` keep the logs
 //! of a failed test; `bench` is the BGP benchmark behind `ginger-bench`; `pods` executes CNI
-//! plugins (the real `ginger`, Debian's) into pod namespaces as containerd does. Nothing here touches the
-//! machine's own namespace. See `e2e/README.md`.
+//! plugins (the real `ginger`, Debian's) into pod namespaces as containerd does. Nothing here
+//! touches the machine's own namespace. See `e2e/README.md`.
 
 pub mod bench;
 pub mod bins;

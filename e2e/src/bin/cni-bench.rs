@@ -214,10 +214,11 @@ fn run() -> anyhow::Result<ExitCode> {
         work.keep();
     }
     let mut report = format!(
-        "`cni-bench --pods {} --runs {}`\n\n- **Machine:** {}\n- **Binaries:** `{}`, `{}`; Debian's `{DEBIAN_CNI_DIR}/ptp`, `host-local`\n\n",
+        "`cni-bench --pods {} --runs {}`\n\nMachine:\n\n{}\nBinaries: `{}`, `{}`; Debian's `{DEBIAN_CNI_DIR}/ptp` and \
+         `host-local`.\n\n",
         cli.pods,
         cli.runs,
-        describe_machine().trim(),
+        describe_machine(),
         binaries.plugin.display(),
         binaries.node.display()
     );

@@ -143,22 +143,28 @@ fn bad_input_gets_the_right_code_and_leaves_nothing() {
         assert!(e.msg.contains("CNI_NETNS"), "{e:?}");
         assert_nothing_left(&node, &pod, &before, "no CNI_NETNS")?;
 
-        // The agent down: code 11 (try again later) asking whether ginger-node runs.
-        node.stop(Signal::SIGTERM)?;
-        let out = node
-            .cni()
-            .plugin(&plugin, "ADD", pod.reference(), &good_conf)?;
-        let e = cni_error(&out, 11, "agent down");
-        assert!(e.msg.contains("is ginger-node running?"), "{e:?}");
-        assert_eq!(link_names(pod.netns())?, ["lo"], "agent down: pod links");
-        assert_eq!(cali_links(&node)?, before.cali, "agent down: node links");
-        assert_eq!(
-            route_lines(&node)?,
-            before.routes,
-            "agent down: node routes"
-        );
-        node.restart()?;
-        assert_nothing_left(&node, &pod, &before, "agent down")?;
+        // The agent down: code 11 (try again later) asking whether ginger-node runs — after a
+        // clean stop (the socket is gone) and after SIGKILL (a stale socket nobody answers).
+        for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+            let case = format!("agent down ({signal})");
+            node.stop(signal)?;
+            let socket = node.run_dir().join("cni.sock");
+            assert_eq!(
+                socket.exists(),
+                signal == Signal::SIGKILL,
+                "{case}: cni.sock"
+            );
+            let out = node
+                .cni()
+                .plugin(&plugin, "ADD", pod.reference(), &good_conf)?;
+            let e = cni_error(&out, 11, &case);
+            assert!(e.msg.contains("is ginger-node running?"), "{e:?}");
+            assert_eq!(link_names(pod.netns())?, ["lo"], "{case}: pod links");
+            assert_eq!(cali_links(&node)?, before.cali, "{case}: node links");
+            assert_eq!(route_lines(&node)?, before.routes, "{case}: node routes");
+            node.restart()?;
+            assert_nothing_left(&node, &pod, &before, &case)?;
+        }
 
         // The pool exhausted: four pods fill it, the fifth gets code 100.
         let mut filled = Vec::new();

@@ -2,8 +2,9 @@
 //! IPPool, and two pods plumbed by executing the real `ginger` binary as containerd does. Each
 //! pod gets its /32 from the node's block, the 169.254.1.1 gateway answers by proxy ARP,
 //! pod↔pod and pod↔node ping work, the node holds the host routes (proto 97) and permanent
-//! neighbour entries, `gingerctl` agrees with the kernel, and DEL removes all of it — every
-//! claim checked by listing the kernel (`ip -j`) and the agent. Run as root.
+//! neighbour entries, `gingerctl` agrees with the kernel, and DEL removes all of it (also when
+//! the runtime removed the pod's namespace first) — every claim checked by listing the kernel
+//! (`ip -j`) and the agent. Run as root.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -296,6 +297,33 @@ fn pods_get_their_addresses_talk_and_leave_nothing_behind() {
         for pod in &pods {
             node.del(pod)?.result()?;
         }
+
+        // The runtime removed the sandbox's namespace before DEL (kubelet's cleanup after a
+        // crash): DEL still succeeds and releases the address; the kernel takes the veth away
+        // with the namespace, and the host route and neighbour entry go with it.
+        let mut gone = Pod::create("default", "gone-0")?;
+        node.add(&mut gone)?.result()?;
+        let ip = gone.addresses()[0];
+        let link = gone.host_link().unwrap();
+        wait_until(T, "felix's neighbour entry", || {
+            permanent_neighbour(&node, ip)?.ok_or_else(|| fail("not yet"))
+        })?;
+        e2e::cmd::run(Command::new("ip").args(["netns", "del", gone.netns().name()]))?;
+        assert_eq!(node.del(&gone)?.result()?, Value::Null);
+        assert!(node.ipam_ip(ip)?.allocation.is_none());
+        assert!(node.endpoints()?.is_empty());
+        wait_until(T, "the host link, route and neighbour entry to go", || {
+            let left = (
+                link_names(node.netns())?.contains(&link),
+                route_to(node.netns(), &ip.to_string())?.is_some(),
+                permanent_neighbour(&node, ip)?.is_some(),
+            );
+            if left == (false, false, false) {
+                Ok(())
+            } else {
+                Err(fail(format!("(link, route, neighbour) left: {left:?}")))
+            }
+        })?;
         Ok(())
     });
 }

@@ -298,18 +298,12 @@ impl ListRun {
 #[derive(Clone, Copy, Debug)]
 pub struct CniRunner<'a> {
     node: &'a Netns,
-    cni_path: &'a str,
-    timeout: Duration,
 }
 
 impl<'a> CniRunner<'a> {
     /// A runner for plugins in `node`, with `CNI_PATH` = Debian's plugin directory.
     pub fn new(node: &'a Netns) -> CniRunner<'a> {
-        CniRunner {
-            node,
-            cni_path: DEBIAN_CNI_DIR,
-            timeout: PLUGIN_TIMEOUT,
-        }
+        CniRunner { node }
     }
 
     /// The node namespace the plugins run in.
@@ -337,7 +331,7 @@ impl<'a> CniRunner<'a> {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let timeout = self.timeout;
+        let timeout = PLUGIN_TIMEOUT;
         let line = format!("{} {command}", binary.display());
         let (code, stdout, stderr, elapsed) = thread_in_netns(self.node, move || {
             run_with_stdin(cmd, stdin, timeout, &line)
@@ -362,7 +356,7 @@ impl<'a> CniRunner<'a> {
     ) -> Result<CniOutput> {
         self.exec(
             binary,
-            &pod.env(command, self.cni_path),
+            &pod.env(command, DEBIAN_CNI_DIR),
             conf.to_string().as_bytes(),
         )
     }

@@ -57,11 +57,9 @@ fn cali_links(node: &PodNode) -> Result<Vec<String>> {
         .collect())
 }
 
-// felix plans with a desired state newer than its kernel cache: a workload whose link it still
-// caches as down (or missing) while the cache already holds the plugin's host route gets that
-// route deleted, then re-added on the next link event (~25 ms later, after ADD returned).
+// The host route must be there when ADD returns, and stay: felix once planned a new endpoint
+// against a cache that still had its link down and deleted the plugin's route for ~25 ms.
 #[test]
-#[ignore = "bug: felix deletes a just-added pod host route when its cache has the link down (re-added ~25 ms later)"]
 fn two_hundred_concurrent_adds_then_dels() {
     scenario("pods-200", |dir| {
         let yaml = pod_cluster(

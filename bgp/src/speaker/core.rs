@@ -588,6 +588,11 @@ impl Core {
                 IpAddr::V6(a) => Some(a),
                 IpAddr::V4(_) => config.local_ipv6,
             },
+            peer_subnet: config
+                .local_subnets
+                .iter()
+                .find(|s| s.contains(&slot.cfg.address))
+                .map(|s| s.trunc()),
         };
         self.sources[id.0 as usize] = Some(SourceInfo {
             name: slot.cfg.name.clone(),

@@ -14,6 +14,7 @@ pub mod bins;
 pub mod bird;
 pub mod cmd;
 pub mod error;
+pub mod fabric;
 pub mod frr;
 pub mod ginger;
 pub mod gobgp;

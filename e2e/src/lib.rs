@@ -16,6 +16,7 @@ pub mod error;
 pub mod frr;
 pub mod ginger;
 pub mod gobgp;
+pub mod lab;
 pub mod link;
 pub mod netns;
 pub mod proc;

@@ -3,7 +3,7 @@
 //! has the node, ToR, IPAM, block, pod and reachability tables; a second `up` touches nothing;
 //! `down` leaves no namespace, process, host link or file behind — also after an `up` that
 //! failed (an agent that dies at start, leaving a process behind in its namespace) and after
-//! an `up` killed half way. Two racks (BIRD and FRR ToRs, AS per rack) come up and route
+//! an `up` killed half way. Pods on one node reach each other (no BGP needed). Two racks (BIRD and FRR ToRs, AS per rack) come up and route
 //! through each other. Reachability is asserted by the tests marked `needs BGP → FIB` (nodes
 //! install the routes BGP learned once that lands). Run as root after `cargo build --bins`.
 
@@ -534,6 +534,23 @@ fn two_racks_peer_through_bird_and_frr_tors() {
     );
     ok(&lab.run(&["down"]));
     assert_nothing_left(&lab, &journal, &links_before);
+}
+
+#[test]
+fn pods_on_one_node_reach_each_other() {
+    // Same-node traffic needs no BGP: the host's /32 routes and proxy ARP carry it.
+    let lab = Lab::new("p");
+    let up = ok(&lab.run(&["up", "--nodes", "1", "--pods-per-node", "2"]));
+    assert!(up.contains("every pod reaches every other ("), "{up}");
+    let last = up.lines().last().unwrap_or("");
+    assert_eq!(
+        last, "verdict: all 2 pods reach each other (2 of 2 pings answered)",
+        "{up}"
+    );
+    let reach = table_rows(section(&up, "Reachability"));
+    assert_eq!(reach[1][1..], ["-".to_string(), "ok".into()], "{reach:?}");
+    assert_eq!(reach[2][1..], ["ok".to_string(), "-".into()], "{reach:?}");
+    ok(&lab.run(&["down"]));
 }
 
 /// `status` until its verdict is the all-reach line (nodes program the routes BGP learned).

@@ -26,7 +26,8 @@ AS 65101 and nodes in AS 65001, rack b (10.0.2.0/24) an FRR ToR in AS 65102 and 
 AS 65002 (racks c, d: BIRD, FRR; 65103/65003, 65104/65004); the mesh is off; each node peers
 eBGP with its own ToR (BGPPeer with nodeSelector rack == '<r>'); the ToRs peer eBGP over
 links of their own (10.0.254.0/24) and override the rack AS towards their nodes.
-Nodes have no default route: every route to another node's pods comes from BGP.";
+Each node's default route is its uplink without a gateway (proxy ARP needs a route to the
+pods' gateway 169.254.1.1), so every path to another node's pods is a route BGP installed.";
 
 #[derive(Parser, Debug)]
 #[command(name = "ginger-lab", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -60,6 +61,9 @@ enum Command {
         /// Racks (1 to 4); more than one is Calico's AS-per-rack model.
         #[arg(long, default_value_t = 1)]
         racks: usize,
+        /// Do not end with the status (for scripts that run `status` next).
+        #[arg(long)]
+        no_status: bool,
     },
     /// Each node's sessions, the ToRs' view, blocks, pods, and who reaches whom.
     Status,
@@ -107,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pods_per_node,
             tor,
             racks,
+            no_status,
         } => {
             if racks > 1 && tor.is_some() {
                 anyhow::bail!(
@@ -140,6 +145,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     return Ok(ExitCode::FAILURE);
                 }
+            }
+            if no_status {
+                return Ok(ExitCode::SUCCESS);
             }
             writeln!(out)?;
             let (text, _) = lab::status(&cfg)?;

@@ -254,6 +254,10 @@ fn build(
             (&rack.switch_netns, &n.name, None, Some(BRIDGE)),
             (&n.netns, UPLINK, Some(&addr)),
         )?;
+        // Proxy ARP answers the pods' gateway 169.254.1.1 only when the node has a route to it
+        // (any real node's default route). This one has no gateway: it forwards nothing, so
+        // every path from a pod to another node's pod is a route BGP put there.
+        host::ip(&n.netns, &["route", "add", "default", "dev", UPLINK])?;
     }
     say(
         out,

@@ -14,7 +14,9 @@
 //! eBGP with its own ToR through a `BGPPeer` with `nodeSelector: rack == '<r>'`; the ToRs peer
 //! eBGP with each other over point-to-point links in `10.0.254.0/24`, and override the rack's
 //! AS towards its nodes (AS-per-rack fabrics do: the nodes of one rack share an AS and would
-//! otherwise drop each other's routes as loops).
+//! otherwise drop each other's routes as loops). Each node's default route points at its
+//! uplink without a gateway: proxy ARP needs a route to the pods' gateway, but pod traffic to
+//! another node only goes where BGP-learned routes send it.
 
 use std::fmt;
 use std::fmt::Write as _;

@@ -391,17 +391,24 @@ pub fn verdict(m: &Matrix) -> String {
             }
         })
         .collect();
-    const SHOWN: usize = 8;
+    const SHOWN: usize = 12;
     if parts.len() > SHOWN {
         let more = parts.len() - SHOWN;
         parts.truncate(SHOWN);
         parts.push(format!("and {more} more node pairs"));
     }
-    let mut line = format!(
-        "{} of {tried} pod pairs fail ({})",
-        failures.len(),
-        parts.join("; ")
-    );
+    let mut line = if ok == 0 {
+        format!(
+            "no pod reaches any other: all {tried} pod pairs fail ({})",
+            parts.join("; ")
+        )
+    } else {
+        format!(
+            "{} of {tried} pod pairs fail ({})",
+            failures.len(),
+            parts.join("; ")
+        )
+    };
     if !missing.is_empty() {
         let _ = write!(line, "; without an address: {}", missing.join(", "));
     }
@@ -560,6 +567,18 @@ mod tests {
         assert_eq!(
             verdict(&cross),
             "4 of 6 pod pairs fail (node-1 -> node-2 2 of 2; node-2 -> node-1 2 of 2)"
+        );
+        let none = three_pods(vec![
+            vec![None, Some(false), Some(false)],
+            vec![Some(false), None, Some(false)],
+            vec![Some(false), Some(false), None],
+        ]);
+        assert!(
+            verdict(&none).starts_with(
+                "no pod reaches any other: all 6 pod pairs fail (within node-1 2 of 2; node-1 -> node-2 2 of 2;"
+            ),
+            "{}",
+            verdict(&none)
         );
     }
 

@@ -380,6 +380,24 @@ pub fn verdict(m: &Matrix) -> String {
             }
         }
     }
+    // The usual picture while nodes lack routes to each other's blocks: say it in words.
+    let cross = by_nodes.iter().filter(|((a, b), _)| a != b);
+    let cross_all_fail = cross.clone().count() > 0 && cross.clone().all(|(_, (f, of))| f == of);
+    let same_all_ok = by_nodes
+        .iter()
+        .all(|((a, b), (failed, _))| a != b || *failed == 0);
+    if cross_all_fail && same_all_ok && missing.is_empty() {
+        let own = if by_nodes.keys().any(|(a, b)| a == b) {
+            "every pod reaches the pods on its own node, "
+        } else {
+            ""
+        };
+        return format!(
+            "{} of {tried} pod pairs fail: {own}no pod reaches a pod on another node \
+             (does each node have routes to the other nodes' blocks?)",
+            failures.len()
+        );
+    }
     let mut parts: Vec<String> = by_nodes
         .iter()
         .filter(|(_, (failed, _))| *failed > 0)
@@ -566,7 +584,17 @@ mod tests {
         ]);
         assert_eq!(
             verdict(&cross),
-            "4 of 6 pod pairs fail (node-1 -> node-2 2 of 2; node-2 -> node-1 2 of 2)"
+            "4 of 6 pod pairs fail: every pod reaches the pods on its own node, no pod reaches a \
+             pod on another node (does each node have routes to the other nodes' blocks?)"
+        );
+        let one_way = three_pods(vec![
+            vec![None, Some(true), Some(true)],
+            vec![Some(true), None, Some(false)],
+            vec![Some(false), Some(false), None],
+        ]);
+        assert_eq!(
+            verdict(&one_way),
+            "3 of 6 pod pairs fail (node-1 -> node-2 1 of 2; node-2 -> node-1 2 of 2)"
         );
         let none = three_pods(vec![
             vec![None, Some(false), Some(false)],

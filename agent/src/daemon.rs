@@ -39,6 +39,7 @@ use crate::desired::{self, DesiredBgp};
 use crate::endpoints::EndpointRegistry;
 use crate::health::{HealthConfig, HealthEndpoints};
 use crate::ipam::{FileStore, Ipam, IpamSettings};
+use crate::learned;
 use crate::metrics::{Metrics, MetricsEndpoint, MetricsError};
 use crate::pod_network::{PodNetwork, PodNetworkConfig, PodNetworkError};
 use crate::{cni_server, dataplane, http};
@@ -149,6 +150,8 @@ pub struct NodeState {
     cluster: RwLock<Arc<ClusterConfig>>,
     pods: Arc<PodNetwork<FileStore>>,
     felix: Arc<ReconcilerHandle>,
+    /// `true` while restart recovery keeps the remote routes of the previous run.
+    recovering: Arc<watch::Sender<bool>>,
 }
 
 /// Run blocking pod-network work off the async threads.
@@ -172,6 +175,23 @@ impl NodeState {
 }
 
 impl AgentState for NodeState {
+    fn not_ready_reasons(&self) -> Vec<String> {
+        if *self.recovering.borrow() {
+            vec!["graceful restart in progress (waiting for End-of-RIB from BGP peers)".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn fib_not_installed(&self) -> BTreeMap<IpNet, String> {
+        let rejected = self.felix.rejected().borrow().clone();
+        rejected
+            .iter()
+            .filter(|r| r.source == felix::plan::RouteSource::Remote)
+            .map(|r| (r.dst, r.reason.to_string()))
+            .collect()
+    }
+
     fn peers(&self) -> impl Future<Output = Vec<PeerStatus>> + Send {
         let speaker = self.speaker.clone();
         async move {
@@ -372,6 +392,33 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         borrowed = network.borrowed.len(),
         "pod network loaded"
     );
+    // Ginger routes in the kernel mean this agent restarted: keep the remote ones (stale)
+    // until BGP has relearned them, and say so in the OPEN (RFC 4724 restart state).
+    let protocol = opts.route_protocol;
+    let previous = tokio::task::spawn_blocking(move || learned::previous_run(protocol))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot list the kernel's routes; starting as fresh: {e}");
+            learned::PreviousRun::default()
+        });
+    let mut desired = desired;
+    let gr = &mut desired.speaker.graceful_restart;
+    gr.restarting = gr.enabled && previous.routes > 0;
+    let restarting = gr.restarting;
+    let restart_time = Duration::from_secs(gr.restart_time.into());
+    if restarting {
+        tracing::info!(
+            routes = previous.routes,
+            remote = previous.remote,
+            restart_time_s = restart_time.as_secs(),
+            "graceful restart: routes of a previous run found; remote routes stay until \
+             every peer has sent End-of-RIB"
+        );
+    }
+    let recovering = Arc::new(watch::channel(restarting).0);
+
     // felix waits for its first desired state, which `dataplane::follow` sends below.
     let felix = Arc::new(ReconcilerHandle::spawn(ReconcilerConfig {
         ownership: Ownership {
@@ -381,7 +428,10 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         ..ReconcilerConfig::default()
     })?);
 
-    let speaker = Speaker::start(desired.speaker.clone()).await?;
+    // The pod blocks are in the originated set before any session can send its table.
+    let first_originated = dataplane::originated(&desired, &network);
+    let speaker = Speaker::start_originating(desired.speaker.clone(), first_originated).await?;
+    let learned_routes = speaker.subscribe().await?;
     tracing::info!(
         node = %opts.node_name,
         router_id = %desired.speaker.router_id,
@@ -398,16 +448,30 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
         cluster: RwLock::new(Arc::new(cluster)),
         pods: pods.clone(),
         felix: felix.clone(),
+        recovering: recovering.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let inputs = dataplane::Inputs {
+        network: pods.subscribe(),
+        bgp: bgp_rx,
+        learned: learned_routes,
+        recovering: recovering.subscribe(),
+    };
     let mut tasks = vec![tokio::spawn(dataplane::follow(
-        pods.subscribe(),
-        bgp_rx,
+        inputs,
         felix.clone(),
         speaker.clone(),
         wait_stop(stop_rx.clone()),
     ))];
+    if restarting {
+        tasks.push(tokio::spawn(learned::recover(
+            speaker.clone(),
+            restart_time,
+            recovering.clone(),
+            wait_stop(stop_rx.clone()),
+        )));
+    }
     tasks.push(tokio::spawn(cni_server::serve(
         cni_listener,
         pods.clone(),
@@ -495,7 +559,7 @@ async fn watch_config(
             _ = hup.recv() => "SIGHUP",
             _ = tick.tick() => {
                 // A dead speaker means a dead agent: exit so the supervisor restarts us.
-                if let Err(e) = speaker.peers().await {
+                if let Err(e) = speaker.rib_size().await {
                     return Err(e.into());
                 }
                 let now = fingerprint(&opts.config);
@@ -528,7 +592,7 @@ async fn reload(
     bgp: &watch::Sender<Arc<DesiredBgp>>,
     why: &str,
 ) {
-    let (cluster, desired) = match load(&opts.config, &opts.node_name) {
+    let (cluster, mut desired) = match load(&opts.config, &opts.node_name) {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(
@@ -540,6 +604,7 @@ async fn reload(
         }
     };
     log_notes(&cluster, &desired);
+    desired.speaker.graceful_restart.restarting = *state.recovering.borrow();
     match speaker.apply(desired.speaker.clone()).await {
         Ok(diff) => {
             let settings = ipam_settings(&cluster, opts);

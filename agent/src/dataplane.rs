@@ -4,10 +4,10 @@
 //! `calico.md` §4.4), kept current as endpoints and blocks change.
 //!
 //! Owns: the pure translations (`felix_desired`, `originated`, `fib_report`), the task that
-//! pushes both whole sets whenever their inputs change (`follow`), and the link listing the
-//! sweep uses. Must not: compute IPAM or BGP configuration (it follows `pod_network` and
-//! `desired`). Remote routes (BGP → FIB) are the next step: they enter `felix_desired` as
-//! `remotes`, empty for now.
+//! keeps felix and the speaker current (`follow`: felix's first state whole, then deltas,
+//! learned routes included), and the link listing the sweep uses. Must not: compute IPAM or
+//! BGP configuration (it follows `pod_network` and `desired`), or turn best paths into routes
+//! itself (`learned` does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -15,16 +15,20 @@ use std::sync::Arc;
 
 use bgp::config::OriginatedRoute;
 use bgp::speaker::SpeakerHandle;
+use bgp::status::RouteChange;
 use felix::plan::RouteSource;
-use felix::{DesiredState, FibSnapshot, ReconcilerHandle, RemoteRoute, WorkloadEndpoint};
+use felix::{
+    DesiredChange, DesiredState, FibSnapshot, ReconcilerHandle, RemoteRoute, WorkloadEndpoint,
+};
 use ipnet::IpNet;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::ctl::protocol::{FibReport, NeighbourRow, RejectedRow};
 use crate::desired::DesiredBgp;
+use crate::learned::remote_changes;
 use crate::pod_network::NodeNetwork;
 
-/// Remote routes by destination (filled from BGP best paths in the next step).
+/// Remote routes by destination (from BGP best paths, see `learned`).
 pub type RemoteRoutes = BTreeMap<IpNet, RemoteRoute>;
 
 /// felix's whole desired state: every ready endpoint (the newest when two claim one host
@@ -123,32 +127,96 @@ pub fn host_links() -> Result<BTreeSet<String>, String> {
     Ok(links.into_iter().map(|l| l.name).collect())
 }
 
-/// Push felix's desired state and the speaker's originated set whenever the node's network or
-/// the BGP configuration changes, until `shutdown`. The first iteration gives felix its first
-/// desired state: start this only once endpoints and blocks are loaded.
+/// What `follow` reads.
+pub struct Inputs {
+    /// The node's endpoints and blocks.
+    pub network: watch::Receiver<Arc<NodeNetwork>>,
+    /// The BGP configuration (service ranges, communities).
+    pub bgp: watch::Receiver<Arc<DesiredBgp>>,
+    /// The speaker's best-path changes (`SpeakerHandle::subscribe`).
+    pub learned: mpsc::UnboundedReceiver<Vec<RouteChange>>,
+    /// `true` while a restarted agent waits for BGP to relearn its remote routes.
+    pub recovering: watch::Receiver<bool>,
+}
+
+/// The workload and blackhole deltas from `old` to `new` (remote routes are not compared).
+fn local_changes(old: &DesiredState, new: &DesiredState) -> Vec<DesiredChange> {
+    let mut out = Vec::new();
+    for (name, w) in &new.workloads {
+        if old.workloads.get(name) != Some(w) {
+            out.push(DesiredChange::UpsertWorkload(w.clone()));
+        }
+    }
+    for name in old.workloads.keys() {
+        if !new.workloads.contains_key(name) {
+            out.push(DesiredChange::RemoveWorkload {
+                ifname: name.clone(),
+            });
+        }
+    }
+    for b in new.blackholes.difference(&old.blackholes) {
+        out.push(DesiredChange::AddBlackhole(*b));
+    }
+    for b in old.blackholes.difference(&new.blackholes) {
+        out.push(DesiredChange::RemoveBlackhole(*b));
+    }
+    out
+}
+
+/// Keep felix and the speaker current until `shutdown`: felix gets its whole desired state
+/// once (endpoints, blocks, learned routes, and whether to keep unlisted remote routes), then
+/// only deltas, a burst of BGP changes coalesced into one; the speaker gets the whole
+/// originated set whenever it changes. Start this only once endpoints and blocks are loaded.
 pub async fn follow(
-    mut network: watch::Receiver<Arc<NodeNetwork>>,
-    mut bgp: watch::Receiver<Arc<DesiredBgp>>,
+    mut inputs: Inputs,
     felix: Arc<ReconcilerHandle>,
     speaker: SpeakerHandle,
     shutdown: impl Future,
 ) {
     tokio::pin!(shutdown);
-    let remotes = RemoteRoutes::new();
-    let mut sent_desired: Option<DesiredState> = None;
+    // What felix has been told, remote routes included.
+    let mut sent: Option<DesiredState> = None;
     let mut sent_originated: Option<BTreeSet<OriginatedRoute>> = None;
+    let mut pending_learned: Vec<RouteChange> = Vec::new();
+    let mut learned_open = true;
     loop {
-        let net = network.borrow_and_update().clone();
-        let config = bgp.borrow_and_update().clone();
-        let desired = felix_desired(&net, &remotes);
-        if sent_desired.as_ref() != Some(&desired) {
-            tracing::debug!(
-                workloads = desired.workloads.len(),
-                blackholes = desired.blackholes.len(),
-                "felix desired state"
-            );
-            felix.set_desired(desired.clone());
-            sent_desired = Some(desired);
+        let net = inputs.network.borrow_and_update().clone();
+        let config = inputs.bgp.borrow_and_update().clone();
+        let retain = *inputs.recovering.borrow_and_update();
+        match sent.as_mut() {
+            None => {
+                let mut desired = felix_desired(&net, &RemoteRoutes::new());
+                remote_changes(&mut desired.remotes, pending_learned.drain(..));
+                desired.retain_unlisted_remotes = retain;
+                tracing::debug!(
+                    workloads = desired.workloads.len(),
+                    blackholes = desired.blackholes.len(),
+                    remotes = desired.remotes.len(),
+                    retain_unlisted_remotes = retain,
+                    "felix desired state"
+                );
+                felix.set_desired(desired.clone());
+                sent = Some(desired);
+            }
+            Some(current) => {
+                let local = felix_desired(&net, &RemoteRoutes::new());
+                let mut changes = local_changes(current, &local);
+                for c in &changes {
+                    current.apply(c.clone());
+                }
+                changes.extend(remote_changes(
+                    &mut current.remotes,
+                    pending_learned.drain(..),
+                ));
+                if current.retain_unlisted_remotes != retain {
+                    current.retain_unlisted_remotes = retain;
+                    changes.push(DesiredChange::RetainUnlistedRemotes(retain));
+                }
+                if !changes.is_empty() {
+                    tracing::debug!(changes = changes.len(), "felix deltas");
+                    felix.update(changes);
+                }
+            }
         }
         let routes = originated(&config, &net);
         if sent_originated.as_ref() != Some(&routes) {
@@ -160,8 +228,19 @@ pub async fn follow(
         }
         tokio::select! {
             _ = &mut shutdown => return,
-            changed = network.changed() => if changed.is_err() { return },
-            changed = bgp.changed() => if changed.is_err() { return },
+            changed = inputs.network.changed() => if changed.is_err() { return },
+            changed = inputs.bgp.changed() => if changed.is_err() { return },
+            changed = inputs.recovering.changed() => if changed.is_err() { return },
+            batch = inputs.learned.recv(), if learned_open => match batch {
+                Some(batch) => {
+                    pending_learned.extend(batch);
+                    // Coalesce what else is already queued into the same delta.
+                    while let Ok(more) = inputs.learned.try_recv() {
+                        pending_learned.extend(more);
+                    }
+                }
+                None => learned_open = false,
+            },
         }
     }
 }

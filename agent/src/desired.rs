@@ -230,6 +230,7 @@ pub fn desired_bgp(cluster: &ClusterConfig, node_name: &str) -> Result<DesiredBg
     let mut speaker = SpeakerConfig::new(router_id, me.asn);
     speaker.local_ipv4 = node.ipv4();
     speaker.local_ipv6 = node.ipv6();
+    speaker.local_subnets = node.subnets();
     speaker.listen_port = Some(cluster.listen_port(node_name));
     if cluster.bind_mode() == BindMode::NodeIP {
         // SpeakerConfig holds one listening address: the IPv4 one when the node has both.

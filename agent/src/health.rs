@@ -192,6 +192,7 @@ mod tests {
             prefixes_advertised: 0,
             counters: PeerCounters::default(),
             end_of_rib_received: Vec::new(),
+            peer_graceful_restart: false,
             stale_paths: 0,
         }
     }

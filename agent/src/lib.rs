@@ -10,6 +10,7 @@
 //! - `pod_network`: what the CNI socket's requests do; garbage collection; the node's pod view.
 //! - `cni_server`: the CNI plugin's socket.
 //! - `dataplane`: pods → felix's desired state and the speaker's originated set.
+//! - `learned`: BGP → kernel (best paths become felix remote routes) and restart recovery.
 //! - `health`, `http`, `metrics`: liveness/readiness, the small HTTP responder, Prometheus.
 //! - `daemon`: `ginger-node`'s main loop wiring all of it.
 
@@ -23,6 +24,7 @@ pub mod endpoints;
 pub mod health;
 pub mod http;
 pub mod ipam;
+pub mod learned;
 pub mod metrics;
 pub mod pod_network;
 pub mod selector;

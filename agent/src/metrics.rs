@@ -870,6 +870,7 @@ mod tests {
             prefixes_accepted: 10,
             prefixes_advertised: 3,
             end_of_rib_received: Vec::new(),
+            peer_graceful_restart: false,
             stale_paths: 0,
             counters: PeerCounters {
                 updates_in: 40,
@@ -895,6 +896,7 @@ mod tests {
             prefixes_advertised: 0,
             counters: PeerCounters::default(),
             end_of_rib_received: Vec::new(),
+            peer_graceful_restart: false,
             stale_paths: 0,
             ..base.clone()
         };

@@ -58,8 +58,8 @@ impl PeerKind {
 /// Calico's BGPPeer `nextHopMode` (BIRD `next hop self` / `next hop keep`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NextHopMode {
-    /// BIRD's default: our address towards eBGP peers, the received next hop kept towards iBGP
-    /// peers (and by route reflection).
+    /// BIRD's default: the received next hop kept towards iBGP peers (and by route reflection)
+    /// and towards an eBGP peer on the same segment as that next hop; our address otherwise.
     #[default]
     Auto,
     /// Always our own address (`next hop self`).
@@ -193,6 +193,10 @@ pub struct SpeakerConfig {
     pub local_ipv4: Option<Ipv4Addr>,
     /// Our IPv6 address, used as next hop for IPv6 routes sent over IPv4 sessions.
     pub local_ipv6: Option<Ipv6Addr>,
+    /// Our connected subnets (the node's address CIDRs): towards an eBGP peer in one of them,
+    /// a next hop in the same one is passed on unchanged (RFC 4271 §5.1.3).
+    #[serde(default)]
+    pub local_subnets: Vec<IpNet>,
     /// Graceful restart.
     pub graceful_restart: GracefulRestartConfig,
     /// Install equal-cost paths as a multipath set (BIRD `merge paths on`).
@@ -214,6 +218,7 @@ impl SpeakerConfig {
             cluster_id: None,
             local_ipv4: Some(router_id),
             local_ipv6: None,
+            local_subnets: Vec::new(),
             graceful_restart: GracefulRestartConfig::default(),
             multipath: true,
             export: ExportPolicy::default(),
@@ -314,7 +319,8 @@ impl SpeakerConfig {
         let policy_changed = self.export != new.export
             || self.multipath != new.multipath
             || self.local_ipv4 != new.local_ipv4
-            || self.local_ipv6 != new.local_ipv6;
+            || self.local_ipv6 != new.local_ipv6
+            || self.local_subnets != new.local_subnets;
         ConfigDiff {
             restart_all,
             relisten,

@@ -99,6 +99,9 @@ pub struct ExportTarget {
     pub self_v4: Option<Ipv4Addr>,
     /// Our IPv6 address for next-hop-self.
     pub self_v6: Option<Ipv6Addr>,
+    /// Our connected subnet the peer is in, if any: a next hop inside it reaches the peer
+    /// directly, so `Auto` passes it on unchanged even towards eBGP (RFC 4271 §5.1.3).
+    pub peer_subnet: Option<IpNet>,
 }
 
 /// Where the exported path came from.
@@ -194,8 +197,15 @@ pub fn transform(
     let keep_next_hop = match (target.ebgp, target.next_hop_mode) {
         (_, NextHopMode::SelfAddr) => false,
         (_, NextHopMode::Keep) => true,
-        // BIRD's default: self towards eBGP, unchanged towards iBGP (incl. reflection).
-        (ebgp, NextHopMode::Auto) => !ebgp,
+        // BIRD's default: unchanged towards iBGP (incl. reflection); towards eBGP only when
+        // the next hop is on the segment we share with the peer (a "third party" next hop, as
+        // BIRD does between single-hop sessions on one interface), else our address.
+        (ebgp, NextHopMode::Auto) => {
+            !ebgp
+                || out
+                    .next_hop
+                    .is_some_and(|nh| target.peer_subnet.is_some_and(|s| s.contains(&nh)))
+        }
     };
     if source.peer.is_none() || !keep_next_hop || out.next_hop.is_none() {
         out.next_hop = Some(self_address(family, target).ok_or(NotExported::NoNextHopSelf)?);
@@ -263,6 +273,7 @@ mod tests {
             next_hop_mode: mode,
             self_v4: Some("10.0.0.1".parse().unwrap()),
             self_v6: None,
+            peer_subnet: None,
         }
     }
 
@@ -340,6 +351,22 @@ mod tests {
         assert_eq!(out.next_hop, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(out.med, None);
         assert_eq!(out.local_pref, None);
+
+        // On a segment shared with the peer, a next hop there is passed on (third party);
+        // one outside it is not.
+        let mut shared = target(true, false, NextHopMode::Auto);
+        shared.peer_subnet = Some("10.0.0.0/24".parse().unwrap());
+        let src_ibgp = peer(false, false);
+        let from_ibgp = ExportSource {
+            id: SourceId(1),
+            peer: Some(&src_ibgp),
+        };
+        let policy = ExportPolicy::default();
+        let out = export(&p, &a, from_ibgp, &shared, &local(), &policy).unwrap();
+        assert_eq!(out.next_hop, Some("10.0.0.2".parse().unwrap()));
+        let far = learned(vec![], "10.9.0.2");
+        let out = export(&p, &far, from_ibgp, &shared, &local(), &policy).unwrap();
+        assert_eq!(out.next_hop, Some("10.0.0.1".parse().unwrap()));
 
         // nextHopMode Keep keeps it even towards eBGP.
         let out = export(

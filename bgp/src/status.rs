@@ -101,6 +101,10 @@ pub struct PeerStatus {
     /// Families whose End-of-RIB the peer has sent on the current session (RFC 4724 §2).
     #[serde(default)]
     pub end_of_rib_received: Vec<Family>,
+    /// The peer advertised the graceful restart capability on the current session, so it
+    /// sends End-of-RIB after its initial table.
+    #[serde(default)]
+    pub peer_graceful_restart: bool,
     /// Paths from this peer kept as stale by graceful restart (we are its helper).
     #[serde(default)]
     pub stale_paths: u64,

@@ -5,8 +5,9 @@
 //! pairs or shared L2 segments (`Veth`, `Segment`); BIRD, FRR and GoBGP play the peers (`Bird`,
 //! `Frr`, `Gobgp`, all `BgpDaemon`s, configured from one `RouterConfig`); `RawPeer` speaks
 //! hand-built BGP bytes; `Proc` guards every child process; `TestDir`/`scenario` keep the logs
-//! of a failed test; `bench` is the BGP benchmark behind `ginger-bench`. Nothing here touches the
-//! machine's own namespace. See `e2e/README.md`.
+//! of a failed test; `bench` is the BGP benchmark behind `ginger-bench`; `pods` executes CNI
+//! plugins (the real `ginger`, Debian's) into pod namespaces as containerd does. Nothing here
+//! touches the machine's own namespace. See `e2e/README.md`.
 
 pub mod bench;
 pub mod bins;
@@ -19,6 +20,7 @@ pub mod gobgp;
 pub mod lab;
 pub mod link;
 pub mod netns;
+pub mod pods;
 pub mod proc;
 pub mod rawpeer;
 pub mod robust;

@@ -140,6 +140,10 @@ pub fn plan(desired: &DesiredState, programmed: &Programmed, ctx: &PlanContext<'
     let mut wanted: BTreeMap<IpNet, Route> = BTreeMap::new();
     let mut claimed: BTreeMap<IpNet, &str> = BTreeMap::new();
     let mut wanted_neigh: BTreeMap<(IpAddr, u32), Neighbour> = BTreeMap::new();
+    // Addresses of desired workloads whose link the cache has missing or down: the cache may
+    // be behind the kernel (the plugin has just brought the link up and routed it, and the link
+    // event is still queued), so their routes and neighbours are left alone until it catches up.
+    let mut unsettled: BTreeSet<IpAddr> = BTreeSet::new();
     for w in desired.workloads.values() {
         let link = by_name.get(w.ifname.as_str());
         for &ip in &w.ips {
@@ -180,6 +184,7 @@ pub fn plan(desired: &DesiredState, programmed: &Programmed, ctx: &PlanContext<'
                     continue;
                 }
             };
+            unsettled.insert(ip);
             out.rejected.push(Rejected {
                 dst,
                 source,
@@ -278,9 +283,10 @@ pub fn plan(desired: &DesiredState, programmed: &Programmed, ctx: &PlanContext<'
                 keep = Some(w);
             }
         }
+        let settled = want.is_some() || !unsettled.contains(&dst.addr());
         for r in existing.iter().filter(|r| owns(r)) {
             let is_kept = keep.is_some_and(|k| k.same_key(r));
-            if !is_kept && !protected(r) {
+            if !is_kept && !protected(r) && settled {
                 out.ops.push(Op::DeleteRoute(r.clone()));
             }
         }
@@ -294,6 +300,7 @@ pub fn plan(desired: &DesiredState, programmed: &Programmed, ctx: &PlanContext<'
     }
     for (key, n) in &programmed.neighbours {
         if !wanted_neigh.contains_key(key)
+            && !unsettled.contains(&n.ip)
             && ctx.ownership.owns_neighbour(n, &programmed.links)
             && !ctx.grace_links.contains(&n.ifindex)
         {
@@ -752,6 +759,21 @@ mod tests {
                         .insert("caliDown".into(), wep("caliDown", &["10.0.0.4"], None));
                 }),
                 kernel_routes: vec![],
+                ops: vec![],
+                rejected: vec![(
+                    net("10.0.0.4/32"),
+                    Reason::LinkDown {
+                        ifname: "caliDown".into(),
+                    },
+                )],
+            },
+            Case {
+                name: "a workload's route stays while the cache has its link down",
+                desired: d_with(&|d| {
+                    d.workloads
+                        .insert("caliDown".into(), wep("caliDown", &["10.0.0.4"], None));
+                }),
+                kernel_routes: vec![Route::workload(ip("10.0.0.4"), 12, P)],
                 ops: vec![],
                 rejected: vec![(
                     net("10.0.0.4/32"),

@@ -35,6 +35,8 @@ const MIN_RETRY: Duration = Duration::from_millis(50);
 /// (each filtered dump still walks the whole FIB in the kernel).
 const MAX_LINK_RESYNCS: usize = 16;
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// Datagrams of already-queued link events read before each step.
+const MAX_QUEUED_EVENT_READS: usize = 64;
 
 /// How the reconciler behaves.
 #[derive(Clone, Debug)]
@@ -768,6 +770,16 @@ async fn drive<D: Dataplane>(
         // Coalesce: everything already queued joins this batch.
         while let Ok(c) = rx.try_recv() {
             handle(&mut core, c, &mut waiting);
+        }
+        // Link events the kernel has already queued come first, so a command (a new endpoint)
+        // is not planned against an older picture of its link. Errors surface in the select.
+        if let Some(m) = monitor.as_mut() {
+            for _ in 0..MAX_QUEUED_EVENT_READS {
+                match tokio::time::timeout(Duration::ZERO, m.next_events()).await {
+                    Ok(Ok(evs)) => evs.into_iter().for_each(|e| core.on_link_event(e)),
+                    _ => break,
+                }
+            }
         }
         wake = core.step(Instant::now());
         let rejected = core.rejected();

@@ -7,6 +7,7 @@
 //! calicoctl prints). Must not: reach into the speaker or the
 //! datastore; everything arrives through `AgentState` as snapshot copies.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,12 @@ pub trait AgentState: Send + Sync + 'static {
     /// not programmed); empty when there are none.
     fn not_ready_reasons(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Learned routes felix keeps out of the kernel, with the reason (e.g. no next hop
+    /// resolves); `route show` prints it next to the best path.
+    fn fib_not_installed(&self) -> BTreeMap<IpNet, String> {
+        BTreeMap::new()
     }
 
     /// IP pool and block usage, read fresh from the IPAM store; `Err` with a reason when the

@@ -495,6 +495,7 @@ mod tests {
             prefixes_accepted: 3,
             prefixes_advertised: 1,
             end_of_rib_received: Vec::new(),
+            peer_graceful_restart: false,
             stale_paths: 0,
             counters: PeerCounters {
                 updates_in: 4,

@@ -138,10 +138,14 @@ fn optional<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-/// `best`, `multipath` or `lost: <reason>`, with `(stale)` for graceful-restart leftovers.
+/// `best` (with why it is not in the FIB, if it is not), `multipath` or `lost: <reason>`, with
+/// `(stale)` for graceful-restart leftovers.
 pub fn path_status(path: &PathStatus) -> String {
     let status = if path.best {
-        "best".to_string()
+        match path.reason.as_deref() {
+            Some(note) if !note.is_empty() => format!("best, {note}"),
+            _ => "best".to_string(),
+        }
     } else if path.multipath {
         "multipath".to_string()
     } else {
@@ -237,6 +241,7 @@ mod tests {
             prefixes_advertised: 0,
             counters: PeerCounters::default(),
             end_of_rib_received: Vec::new(),
+            peer_graceful_restart: false,
             stale_paths: 0,
         }
     }

@@ -6,6 +6,7 @@
 //! broadcast-and-drain shutdown. Must not: compute anything itself; answers come from
 //! `AgentState` snapshots. Requests enter as lines on the socket; responses leave the same way.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -300,7 +301,9 @@ async fn dispatch<S: AgentState>(state: &S, request: Request) -> Response {
     Ok(match request {
         Request::NodeStatus => Reply::NodeStatus(state.peers().await),
         Request::RouteShow { prefix } => {
-            Reply::Routes(select_routes(prefix, state.routes(prefix).await))
+            let mut routes = select_routes(prefix, state.routes(prefix).await);
+            note_not_installed(&mut routes, &state.fib_not_installed());
+            Reply::Routes(routes)
         }
         Request::GetBgpPeers => Reply::BgpPeers(state.bgp_peer_rows()),
         Request::GetNodes => Reply::Nodes(state.node_rows()),
@@ -311,6 +314,18 @@ async fn dispatch<S: AgentState>(state: &S, request: Request) -> Response {
         Request::GetEndpoints => Reply::Endpoints(state.endpoint_rows().map_err(unavailable)?),
         Request::RouteShowFib => Reply::Fib(state.fib().await.map_err(unavailable)?),
     })
+}
+
+/// A best path felix keeps out of the kernel carries the reason in `reason` (which for best
+/// paths is otherwise empty): `route show` prints `best, not in the FIB: <reason>`.
+pub fn note_not_installed(routes: &mut [RouteStatus], notes: &BTreeMap<IpNet, String>) {
+    for r in routes.iter_mut() {
+        if let Some(note) = notes.get(&r.prefix)
+            && let Some(best) = r.paths.iter_mut().find(|p| p.best)
+        {
+            best.reason = Some(format!("not in the FIB: {note}"));
+        }
+    }
 }
 
 /// The `route show` matching rule, sorted by prefix: no filter gives every route; a full-length

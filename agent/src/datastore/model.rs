@@ -114,6 +114,16 @@ impl Node {
         self.bgp.as_ref()?.ipv4_address.map(|n| n.addr())
     }
 
+    /// The node's subnets: its address CIDRs, truncated to their networks.
+    pub fn subnets(&self) -> Vec<IpNet> {
+        let Some(bgp) = self.bgp.as_ref() else {
+            return Vec::new();
+        };
+        let v4 = bgp.ipv4_address.map(|n| IpNet::V4(n.trunc()));
+        let v6 = bgp.ipv6_address.map(|n| IpNet::V6(n.trunc()));
+        v4.into_iter().chain(v6).collect()
+    }
+
     /// The node's IPv6 address (without the subnet length).
     pub fn ipv6(&self) -> Option<std::net::Ipv6Addr> {
         self.bgp.as_ref()?.ipv6_address.map(|n| n.addr())

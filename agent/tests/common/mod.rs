@@ -124,6 +124,7 @@ pub fn peer(address: &str, state: SessionState, error: Option<&str>) -> PeerStat
             ..PeerCounters::default()
         },
         end_of_rib_received: vec![],
+        peer_graceful_restart: false,
         stale_paths: 0,
     }
 }

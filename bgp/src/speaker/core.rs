@@ -8,7 +8,7 @@
 //! best-path changes are published and queued for every established peer, and each peer with
 //! room gets its next batch. Bursts are therefore coalesced without any timer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,9 +26,9 @@ use crate::negotiate::Negotiated;
 use crate::packet::Notification;
 use crate::packet::notification::cease;
 use crate::policy::{self, ExportSource, ExportTarget, ImportSession, LocalIdentity};
-use crate::rib::adj_out::{AdjRibOut, OutChange, Pending};
+use crate::rib::adj_out::{Advertised, Out, OutQueue};
 use crate::rib::decision::{self, DecisionCtx};
-use crate::rib::{Dest, Path, Rib, SourceId, SourceInfo};
+use crate::rib::{Dest, OutChange, Path, Prefix, RandomState, Rib, SourceId, SourceInfo, Table};
 use crate::session;
 use crate::status::{PathStatus, PeerCounters, PeerStatus, RouteChange, RouteStatus, SessionState};
 use crate::types::{Family, PathAttrs, community_to_string};
@@ -63,10 +63,12 @@ impl OutBatch {
 struct Up {
     negotiated: Negotiated,
     target: ExportTarget,
-    adj_out: AdjRibOut,
-    pending: Pending,
-    /// Prefixes to send again as advertised (route refresh, RFC 2918 §4).
-    resend: VecDeque<IpNet>,
+    /// Decided announcements and withdrawals not yet handed to the session.
+    queue: OutQueue,
+    /// What is advertised, for slots without an inline bit in the table entries.
+    overflow: Advertised,
+    /// Prefixes currently advertised.
+    advertised: u64,
     in_flight: usize,
     /// Families still owed an End-of-RIB after the initial table (RFC 4724 §4).
     eor_due: Vec<Family>,
@@ -112,7 +114,6 @@ pub(crate) struct Core {
     interner: Interner,
     originated: BTreeMap<IpNet, OriginatedRoute>,
     local: LocalIdentity,
-    changed: HashSet<IpNet, crate::rib::RandomState>,
     subscribers: Vec<mpsc::UnboundedSender<Vec<RouteChange>>>,
     stopping: bool,
 }
@@ -166,7 +167,6 @@ impl Core {
             rib: Rib::default(),
             interner: Interner::default(),
             originated: BTreeMap::new(),
-            changed: HashSet::default(),
             subscribers: Vec::new(),
             stopping: false,
         };
@@ -303,9 +303,7 @@ impl Core {
 
     fn withdraw_source(&mut self, id: SourceId) {
         let ctx = decision_ctx(&self.config, &self.sources);
-        for p in self.rib.remove_source(id, &ctx) {
-            self.changed.insert(p);
-        }
+        self.rib.remove_source(id, &ctx);
     }
 
     fn handle_accepted(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr) {
@@ -419,27 +417,40 @@ impl Core {
         }
         if diff.policy_changed {
             let ctx = decision_ctx(&self.config, &self.sources);
-            for p in self.rib.reselect_all(&ctx) {
-                self.changed.insert(p);
-            }
+            self.rib.reselect_all(&ctx);
             self.requeue_everything();
         }
         Ok(diff)
     }
 
-    /// Re-evaluate every prefix for every established peer (export policy changed).
+    /// Re-evaluate every prefix (tombstones included) for every established peer (export
+    /// policy changed).
     fn requeue_everything(&mut self) {
-        let all: Vec<IpNet> = self.all_prefixes();
-        for slot in self.slots.iter_mut().flatten() {
-            if let Some(up) = slot.up.as_mut() {
-                for p in &all {
-                    up.pending.push(*p);
-                }
-                for (p, _) in up.adj_out.iter() {
-                    up.pending.push(p);
-                }
-            }
-        }
+        let Core {
+            rib,
+            slots,
+            sources,
+            config,
+            local,
+            interner,
+            ..
+        } = self;
+        let ctx = ExportCtx {
+            sources,
+            config,
+            local,
+        };
+        let mut peers = established(slots);
+        rib.v4.visit_all(|p, d| {
+            peers
+                .iter_mut()
+                .for_each(|pe| pe.export(p, d, &ctx, interner))
+        });
+        rib.v6.visit_all(|p, d| {
+            peers
+                .iter_mut()
+                .for_each(|pe| pe.export(p, d, &ctx, interner))
+        });
     }
 
     fn all_prefixes(&self) -> Vec<IpNet> {
@@ -449,7 +460,7 @@ impl Core {
         all
     }
 
-    fn originate(&mut self, routes: BTreeSet<OriginatedRoute>) {
+    pub(crate) fn originate(&mut self, routes: BTreeSet<OriginatedRoute>) {
         let new: BTreeMap<IpNet, OriginatedRoute> =
             routes.into_iter().map(|r| (r.prefix.trunc(), r)).collect();
         let removed: Vec<IpNet> = self
@@ -460,9 +471,7 @@ impl Core {
             .collect();
         let ctx = decision_ctx(&self.config, &self.sources);
         for p in removed {
-            if self.rib.remove(p, SourceId::LOCAL, &ctx) {
-                self.changed.insert(p);
-            }
+            self.rib.remove(p, SourceId::LOCAL, &ctx);
         }
         for (p, r) in &new {
             if self.originated.get(p) == Some(r) {
@@ -472,12 +481,8 @@ impl Core {
                 r.communities.clone(),
                 r.large_communities.clone(),
             ));
-            if self
-                .rib
-                .upsert(*p, Path::new(SourceId::LOCAL, attrs, None), &ctx)
-            {
-                self.changed.insert(*p);
-            }
+            self.rib
+                .upsert(*p, Path::new(SourceId::LOCAL, attrs, None), &ctx);
         }
         self.originated = new;
     }
@@ -537,19 +542,7 @@ impl Core {
                     .counters
                     .updates_in += 1;
             }
-            SessionEvent::RouteRefresh(family) => {
-                let slot = self.slot_mut(id).expect("checked by caller");
-                if let Some(up) = slot.up.as_mut() {
-                    tracing::info!(peer = %slot.cfg.name, %family, "route refresh requested");
-                    let again: Vec<IpNet> = up
-                        .adj_out
-                        .iter()
-                        .map(|(p, _)| p)
-                        .filter(|p| Family::of(p) == family)
-                        .collect();
-                    up.resend.extend(again);
-                }
-            }
+            SessionEvent::RouteRefresh(family) => self.on_route_refresh(id, family),
             SessionEvent::Down { reason, graceful } => self.on_down(id, &reason, graceful),
             SessionEvent::Written { messages } => {
                 let slot = self.slot_mut(id).expect("checked by caller");
@@ -595,6 +588,11 @@ impl Core {
                 IpAddr::V6(a) => Some(a),
                 IpAddr::V4(_) => config.local_ipv6,
             },
+            peer_subnet: config
+                .local_subnets
+                .iter()
+                .find(|s| s.contains(&slot.cfg.address))
+                .map(|s| s.trunc()),
         };
         self.sources[id.0 as usize] = Some(SourceInfo {
             name: slot.cfg.name.clone(),
@@ -629,23 +627,31 @@ impl Core {
             eor_due: negotiated.families.clone(),
             negotiated,
             target,
-            adj_out: AdjRibOut::default(),
-            pending: Pending::default(),
-            resend: VecDeque::new(),
+            queue: OutQueue::default(),
+            overflow: Advertised::default(),
+            advertised: 0,
             in_flight: 0,
         };
-        for (p, _) in self.rib.v4.iter() {
-            up.pending.push(IpNet::V4(*p));
-        }
-        for (p, _) in self.rib.v6.iter() {
-            up.pending.push(IpNet::V6(*p));
-        }
+        // The initial table: one pass over the Loc-RIB in table order.
+        let ctx = ExportCtx {
+            sources: &self.sources,
+            config: &self.config,
+            local: &self.local,
+        };
+        let interner = &mut self.interner;
+        let mut pe = PeerExport::new(id, &mut up);
+        self.rib
+            .v4
+            .visit_all(|p, d| pe.export(p, d, &ctx, interner));
+        self.rib
+            .v6
+            .visit_all(|p, d| pe.export(p, d, &ctx, interner));
         tracing::info!(
             peer = %slot.cfg.name,
             peer_as = up.negotiated.peer_asn,
             router_id = %up.negotiated.peer_id,
             hold = up.negotiated.hold_time,
-            prefixes = up.pending.len(),
+            prefixes = up.queue.len(),
             "session established"
         );
         slot.up = Some(up);
@@ -661,6 +667,7 @@ impl Core {
             .as_mut()
             .expect("checked by caller");
         let up = slot.up.take();
+        self.rib.forget_peer(id.0);
         let cap = up
             .as_ref()
             .and_then(|u| u.negotiated.peer_graceful_restart.clone())
@@ -692,27 +699,21 @@ impl Core {
         if consecutive {
             // RFC 4724 §4.2: a peer that restarts again before its End-of-RIB loses the routes
             // still stale from the previous restart.
-            for p in self.rib.v4.sweep_stale(id, &ctx) {
-                self.changed.insert(IpNet::V4(p));
-            }
-            for p in self.rib.v6.sweep_stale(id, &ctx) {
-                self.changed.insert(IpNet::V6(p));
-            }
+            self.rib.v4.sweep_stale(id, &ctx);
+            self.rib.v6.sweep_stale(id, &ctx);
         }
         let v4 = families.contains(&Family::Ipv4Unicast);
         let v6 = families.contains(&Family::Ipv6Unicast);
-        let changed4 = if v4 {
-            self.rib.v4.mark_stale(id, &ctx)
+        if v4 {
+            self.rib.v4.mark_stale(id, &ctx);
         } else {
-            self.rib.v4.remove_source(id, &ctx)
-        };
-        let changed6 = if v6 {
-            self.rib.v6.mark_stale(id, &ctx)
+            self.rib.v4.remove_source(id, &ctx);
+        }
+        if v6 {
+            self.rib.v6.mark_stale(id, &ctx);
         } else {
-            self.rib.v6.remove_source(id, &ctx)
-        };
-        self.changed.extend(changed4.into_iter().map(IpNet::V4));
-        self.changed.extend(changed6.into_iter().map(IpNet::V6));
+            self.rib.v6.remove_source(id, &ctx);
+        }
         tracing::info!(peer = %name, %reason, restart_time = cap.restart_time, consecutive,
             "session down: keeping its routes as stale (graceful restart)");
     }
@@ -720,24 +721,10 @@ impl Core {
     /// Remove a peer's stale paths of one family and end helper mode for it.
     fn sweep_stale(&mut self, id: SourceId, family: Family, why: &str) {
         let ctx = decision_ctx(&self.config, &self.sources);
-        let changed: Vec<IpNet> = match family {
-            Family::Ipv4Unicast => self
-                .rib
-                .v4
-                .sweep_stale(id, &ctx)
-                .into_iter()
-                .map(IpNet::V4)
-                .collect(),
-            Family::Ipv6Unicast => self
-                .rib
-                .v6
-                .sweep_stale(id, &ctx)
-                .into_iter()
-                .map(IpNet::V6)
-                .collect(),
+        let swept = match family {
+            Family::Ipv4Unicast => self.rib.v4.sweep_stale(id, &ctx).len(),
+            Family::Ipv6Unicast => self.rib.v6.sweep_stale(id, &ctx).len(),
         };
-        let swept = changed.len();
-        self.changed.extend(changed);
         let Some(slot) = self.slots[id.0 as usize].as_mut() else {
             return;
         };
@@ -806,18 +793,14 @@ impl Core {
                 tracing::warn!(peer = %slot.cfg.name, attribute = %d, "attribute discarded (RFC 7606)");
             }
             for p in update.withdrawn {
-                if self.rib.remove(p, id, &ctx) {
-                    self.changed.insert(p.trunc());
-                }
+                self.rib.remove(p, id, &ctx);
             }
             for group in update.announced {
                 let (stored, ineligible) = policy::import(&group.attrs, session, &self.local);
                 let stored = self.interner.intern_arc(stored);
                 for p in group.prefixes {
-                    let path = Path::new(id, stored.clone(), ineligible);
-                    if self.rib.upsert(p, path, &ctx) {
-                        self.changed.insert(p.trunc());
-                    }
+                    self.rib
+                        .upsert(p, Path::new(id, stored.clone(), ineligible), &ctx);
                 }
             }
             if let Some(family) = update.end_of_rib {
@@ -842,23 +825,93 @@ impl Core {
     // ===== output =====
 
     fn flush(&mut self) {
-        if !self.changed.is_empty() {
-            let changed: Vec<IpNet> = self.changed.drain().collect();
-            if !self.subscribers.is_empty() {
-                let changes: Vec<RouteChange> =
-                    changed.iter().map(|p| self.route_change(*p)).collect();
-                self.subscribers.retain(|s| s.send(changes.clone()).is_ok());
+        let Core {
+            rib,
+            slots,
+            sources,
+            config,
+            local,
+            interner,
+            subscribers,
+            ..
+        } = self;
+        let ctx = ExportCtx {
+            sources,
+            config,
+            local,
+        };
+        let mut peers = established(slots);
+        let (n4, n6) = (rib.v4.changes_pending(), rib.v6.changes_pending());
+        for pe in &mut peers {
+            pe.up.queue.reserve(n4, n6);
+        }
+        let mut changes: Option<Vec<RouteChange>> = (!subscribers.is_empty()).then(Vec::new);
+        // One visit per changed prefix: publish it, and decide it for every peer at once.
+        rib.v4.drain_changes(|p, d| {
+            if let Some(c) = changes.as_mut() {
+                c.push(route_change_of(p.to_ipnet(), d, sources));
             }
-            for slot in self.slots.iter_mut().flatten() {
-                if let Some(up) = slot.up.as_mut() {
-                    for p in &changed {
-                        up.pending.push(*p);
-                    }
-                }
+            peers
+                .iter_mut()
+                .for_each(|pe| pe.export(p, d, &ctx, interner));
+        });
+        rib.v6.drain_changes(|p, d| {
+            if let Some(c) = changes.as_mut() {
+                c.push(route_change_of(p.to_ipnet(), d, sources));
             }
+            peers
+                .iter_mut()
+                .for_each(|pe| pe.export(p, d, &ctx, interner));
+        });
+        let (e4, e6) = (rib.v4.entries(), rib.v6.entries());
+        for pe in &mut peers {
+            pe.up.queue.bound(e4, e6);
+        }
+        drop(peers);
+        if let Some(changes) = changes.filter(|c| !c.is_empty()) {
+            subscribers.retain(|s| s.send(changes.clone()).is_ok());
         }
         for index in 0..self.slots.len() {
             self.feed(SourceId(index as u32));
+        }
+    }
+
+    /// RFC 2918 §4: send again, in its current state, what is advertised to the peer.
+    fn on_route_refresh(&mut self, id: SourceId, family: Family) {
+        let Core {
+            rib,
+            slots,
+            sources,
+            config,
+            local,
+            interner,
+            ..
+        } = self;
+        let Some(slot) = slots[id.0 as usize].as_mut() else {
+            return;
+        };
+        let name = slot.cfg.name.clone();
+        let Some(up) = slot.up.as_mut() else {
+            return;
+        };
+        tracing::info!(peer = %name, %family, "route refresh requested");
+        let ctx = ExportCtx {
+            sources,
+            config,
+            local,
+        };
+        let mut pe = PeerExport::new(id, up);
+        match family {
+            Family::Ipv4Unicast => rib.v4.visit_all(|p, d| {
+                if pe.advertises(p, d) {
+                    pe.export(p, d, &ctx, interner);
+                }
+            }),
+            Family::Ipv6Unicast => rib.v6.visit_all(|p, d| {
+                if pe.advertises(p, d) {
+                    pe.export(p, d, &ctx, interner);
+                }
+            }),
         }
     }
 
@@ -874,14 +927,7 @@ impl Core {
             if up.in_flight >= MAX_IN_FLIGHT {
                 return;
             }
-            let batch = build_batch(
-                up,
-                &self.rib,
-                &self.sources,
-                &self.config,
-                &self.local,
-                &mut self.interner,
-            );
+            let batch = build_batch(up);
             if batch.is_empty() {
                 return;
             }
@@ -893,30 +939,9 @@ impl Core {
     }
 
     fn route_change(&self, prefix: IpNet) -> RouteChange {
-        match self.rib.get(&prefix).and_then(|d| d.best().map(|_| d)) {
-            Some(dest) if !dest.best().is_some_and(|b| b.source.is_local()) => {
-                let best = dest.best().expect("checked");
-                let mut next_hops: Vec<IpAddr> = Vec::new();
-                for p in dest.selected() {
-                    if let Some(nh) = p.attrs.next_hop
-                        && !next_hops.contains(&nh)
-                    {
-                        next_hops.push(nh);
-                    }
-                }
-                RouteChange {
-                    prefix,
-                    next_hops,
-                    from: self.source_name(best.source),
-                    stale: best.stale,
-                }
-            }
-            _ => RouteChange {
-                prefix,
-                next_hops: Vec::new(),
-                from: None,
-                stale: false,
-            },
+        match self.rib.get(&prefix) {
+            Some(d) => route_change_of(prefix, d, &self.sources),
+            None => route_change_of(prefix, &Dest::default(), &self.sources),
         }
     }
 
@@ -974,9 +999,13 @@ impl Core {
                         .unwrap_or_default(),
                     prefixes_received: c.received,
                     prefixes_accepted: c.accepted,
-                    prefixes_advertised: s.up.as_ref().map_or(0, |u| u.adj_out.len() as u64),
+                    prefixes_advertised: s.up.as_ref().map_or(0, |u| u.advertised),
                     counters: s.counters.clone(),
                     end_of_rib_received: s.eor_received.clone(),
+                    peer_graceful_restart: s
+                        .up
+                        .as_ref()
+                        .is_some_and(|u| u.negotiated.peer_graceful_restart.is_some()),
                     stale_paths: c.stale,
                 }
             })
@@ -1085,74 +1114,224 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Build the next batch for one established peer: resends first, then pending prefixes run
-/// through export policy and compared with the Adj-RIB-Out, then End-of-RIB once the initial
-/// table is out.
-fn build_batch(
-    up: &mut Up,
-    rib: &Rib,
-    sources: &[Option<SourceInfo>],
-    config: &SpeakerConfig,
-    local: &LocalIdentity,
-    interner: &mut Interner,
-) -> OutBatch {
-    let mut batch = OutBatch::default();
-    let mut groups: HashMap<*const PathAttrs, usize> = HashMap::new();
-    let mut add = |batch: &mut OutBatch, prefix: IpNet, attrs: Arc<PathAttrs>| {
-        let key = Arc::as_ptr(&attrs);
-        match groups.get(&key) {
-            Some(&i) => batch.announce[i].1.push(prefix),
-            None => {
-                groups.insert(key, batch.announce.len());
-                batch.announce.push((attrs, vec![prefix]));
+/// What a best-path change means for the FIB: the next hops of the selected group (none for a
+/// withdrawal, or when our own origination wins).
+fn route_change_of(prefix: IpNet, dest: &Dest, sources: &[Option<SourceInfo>]) -> RouteChange {
+    let name = |id: SourceId| -> Option<String> {
+        if id.is_local() {
+            return Some("local".to_string());
+        }
+        sources
+            .get(id.0 as usize)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.name.clone())
+    };
+    match dest.best() {
+        Some(best) if !best.source.is_local() => {
+            let mut next_hops: Vec<IpAddr> = Vec::new();
+            for p in dest.selected() {
+                if let Some(nh) = p.attrs.next_hop
+                    && !next_hops.contains(&nh)
+                {
+                    next_hops.push(nh);
+                }
+            }
+            RouteChange {
+                prefix,
+                next_hops,
+                from: name(best.source),
+                stale: best.stale,
             }
         }
-    };
-    let mut count = 0;
-    while count < BATCH_PREFIXES {
-        let Some(p) = up.resend.pop_front() else {
+        _ => RouteChange {
+            prefix,
+            next_hops: Vec::new(),
+            from: None,
+            stale: false,
+        },
+    }
+}
+
+/// What export policy needs besides the peer and the path.
+struct ExportCtx<'a> {
+    sources: &'a [Option<SourceInfo>],
+    config: &'a SpeakerConfig,
+    local: &'a LocalIdentity,
+}
+
+/// Export results depend on the source attribute set (by address), the source and the family,
+/// not on the prefix (the prefix-dependent pool filter runs separately): memoised per pass.
+type ExportKey = (usize, SourceId, Family);
+
+/// One established peer during an export pass over the table.
+struct PeerExport<'a> {
+    slot: SourceId,
+    up: &'a mut Up,
+    cache: HashMap<ExportKey, Option<Arc<PathAttrs>>, RandomState>,
+    last: Option<(ExportKey, Option<Arc<PathAttrs>>)>,
+}
+
+/// Every established peer, for an export pass.
+fn established(slots: &mut [Option<Slot>]) -> Vec<PeerExport<'_>> {
+    slots
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let up = s.as_mut()?.up.as_mut()?;
+            Some(PeerExport::new(SourceId(i as u32), up))
+        })
+        .collect()
+}
+
+/// The per-family overflow set of a peer without an inline bit.
+trait FamilyPrefix: Prefix {
+    fn overflow(adv: &mut Advertised) -> &mut HashSet<Self, RandomState>;
+}
+
+impl FamilyPrefix for ipnet::Ipv4Net {
+    fn overflow(adv: &mut Advertised) -> &mut HashSet<Self, RandomState> {
+        &mut adv.v4
+    }
+}
+
+impl FamilyPrefix for ipnet::Ipv6Net {
+    fn overflow(adv: &mut Advertised) -> &mut HashSet<Self, RandomState> {
+        &mut adv.v6
+    }
+}
+
+impl<'a> PeerExport<'a> {
+    fn new(slot: SourceId, up: &'a mut Up) -> Self {
+        PeerExport {
+            slot,
+            up,
+            cache: HashMap::default(),
+            last: None,
+        }
+    }
+
+    /// Whether `prefix` is advertised to this peer now.
+    fn advertises<P: FamilyPrefix>(&mut self, prefix: P, dest: &Dest) -> bool {
+        dest.advertised_to(self.slot.0) || P::overflow(&mut self.up.overflow).contains(&prefix)
+    }
+
+    /// What this peer should have for `prefix` now (the attributes, or nothing).
+    fn decide(
+        &mut self,
+        prefix: &IpNet,
+        best: Option<&Path>,
+        ctx: &ExportCtx<'_>,
+        interner: &mut Interner,
+    ) -> Option<Arc<PathAttrs>> {
+        let family = Family::of(prefix);
+        if !self.up.negotiated.families.contains(&family) {
+            return None;
+        }
+        let best = best?;
+        let source = ExportSource {
+            id: best.source,
+            peer: ctx
+                .sources
+                .get(best.source.0 as usize)
+                .and_then(|s| s.as_ref()),
+        };
+        if !best.source.is_local() && source.peer.is_none() {
+            return None;
+        }
+        policy::check_prefix(prefix, source, &ctx.config.export).ok()?;
+        let key = (Arc::as_ptr(&best.attrs) as usize, best.source, family);
+        if let Some((k, out)) = &self.last
+            && *k == key
+        {
+            return out.clone();
+        }
+        let out = match self.cache.get(&key) {
+            Some(out) => out.clone(),
+            None => {
+                let out =
+                    policy::transform(family, &best.attrs, source, &self.up.target, ctx.local)
+                        .ok()
+                        .map(|a| interner.intern(a));
+                self.cache.insert(key, out.clone());
+                out
+            }
+        };
+        self.last = Some((key, out.clone()));
+        out
+    }
+
+    /// Decide `prefix` for this peer, update what is advertised, queue what must be sent.
+    fn export<P: FamilyPrefix>(
+        &mut self,
+        prefix: P,
+        dest: &mut Dest,
+        ctx: &ExportCtx<'_>,
+        interner: &mut Interner,
+    ) {
+        let net = prefix.to_ipnet();
+        let out = self.decide(&net, dest.best(), ctx, interner);
+        let overflow = P::overflow(&mut self.up.overflow);
+        let change = Table::<P>::export_entry(prefix, dest, self.slot.0, overflow, out);
+        match &change {
+            OutChange::Announce {
+                replaces: false, ..
+            } => self.up.advertised += 1,
+            OutChange::Withdraw => self.up.advertised = self.up.advertised.saturating_sub(1),
+            _ => {}
+        }
+        self.up.queue.push(net, change);
+    }
+}
+
+/// Groups prefixes by the `Arc` of their outgoing attributes, remembering the last group so
+/// consecutive prefixes of one UPDATE (the usual case) skip the hash lookup.
+#[derive(Default)]
+struct Grouper {
+    index: HashMap<usize, usize, RandomState>,
+    last: Option<(usize, usize)>,
+}
+
+impl Grouper {
+    fn add(&mut self, batch: &mut OutBatch, prefix: IpNet, attrs: Arc<PathAttrs>) {
+        let key = Arc::as_ptr(&attrs) as usize;
+        let i = match self.last {
+            Some((k, i)) if k == key => i,
+            _ => *self.index.entry(key).or_insert_with(|| {
+                batch.announce.push((attrs, Vec::new()));
+                batch.announce.len() - 1
+            }),
+        };
+        self.last = Some((key, i));
+        batch.announce[i].1.push(prefix);
+    }
+}
+
+/// The next batch for one established peer: queued outcomes in order (a batch ends before a
+/// prefix repeats, since the encoder writes withdrawals before announcements), then End-of-RIB
+/// once the initial table is out.
+fn build_batch(up: &mut Up) -> OutBatch {
+    let mut batch = OutBatch::default();
+    let mut grouper = Grouper::default();
+    let mut seen: HashSet<IpNet, RandomState> = HashSet::default();
+    let outs = up.queue.take(BATCH_PREFIXES);
+    let mut rest = Vec::new();
+    for (i, out) in outs.iter().enumerate() {
+        let prefix = match out {
+            Out::Announce(p, _) | Out::Withdraw(p) => *p,
+        };
+        if !seen.insert(prefix) {
+            rest = outs[i..].to_vec();
             break;
-        };
-        if let Some(a) = up.adj_out.get(&p) {
-            add(&mut batch, p, a.clone());
-            count += 1;
+        }
+        match out {
+            Out::Announce(p, a) => grouper.add(&mut batch, *p, a.clone()),
+            Out::Withdraw(p) => batch.withdraw.push(*p),
         }
     }
-    // Export results depend on the source attribute set, the source, and the family, not on
-    // the prefix (the prefix-dependent pool filter runs separately): cache them per batch.
-    let mut cache: HashMap<(*const PathAttrs, SourceId, Family), Option<Arc<PathAttrs>>> =
-        HashMap::new();
-    for prefix in up.pending.take(BATCH_PREFIXES - count) {
-        let family = Family::of(&prefix);
-        let exported = if !up.negotiated.families.contains(&family) {
-            None
-        } else {
-            rib.get(&prefix).and_then(|d| d.best()).and_then(|best| {
-                let source = ExportSource {
-                    id: best.source,
-                    peer: sources.get(best.source.0 as usize).and_then(|s| s.as_ref()),
-                };
-                if !best.source.is_local() && source.peer.is_none() {
-                    return None;
-                }
-                policy::check_prefix(&prefix, source, &config.export).ok()?;
-                cache
-                    .entry((Arc::as_ptr(&best.attrs), best.source, family))
-                    .or_insert_with(|| {
-                        policy::transform(family, &best.attrs, source, &up.target, local)
-                            .ok()
-                            .map(|a| interner.intern(a))
-                    })
-                    .clone()
-            })
-        };
-        match up.adj_out.update(prefix, exported) {
-            OutChange::None => {}
-            OutChange::Announce(a) => add(&mut batch, prefix, a),
-            OutChange::Withdraw => batch.withdraw.push(prefix),
-        }
+    if !rest.is_empty() {
+        up.queue.put_back(rest);
     }
-    if up.pending.is_empty() && up.resend.is_empty() && !up.eor_due.is_empty() {
+    if up.queue.is_empty() && !up.eor_due.is_empty() {
         batch.end_of_rib = std::mem::take(&mut up.eor_due);
     }
     batch

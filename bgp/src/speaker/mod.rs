@@ -144,9 +144,20 @@ impl Speaker {
     /// Validate `config`, bind the listener, start the core and one session per peer.
     /// Must be called inside a tokio runtime.
     pub async fn start(config: SpeakerConfig) -> Result<SpeakerHandle, SpeakerError> {
+        Speaker::start_originating(config, BTreeSet::new()).await
+    }
+
+    /// `start`, originating `routes` from the first moment: no session can send its initial
+    /// table and End-of-RIB before they are in it, so after a restart the helpers sweep
+    /// nothing this node still has (RFC 4724 §4.2).
+    pub async fn start_originating(
+        config: SpeakerConfig,
+        routes: BTreeSet<OriginatedRoute>,
+    ) -> Result<SpeakerHandle, SpeakerError> {
         config.validate()?;
         let (tx, rx) = mpsc::channel(CORE_CHANNEL);
-        let core = core::Core::new(tx.clone(), config).await?;
+        let mut core = core::Core::new(tx.clone(), config).await?;
+        core.originate(routes);
         tokio::spawn(core.run(rx));
         Ok(SpeakerHandle { tx })
     }

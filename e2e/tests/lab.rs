@@ -3,11 +3,11 @@
 //! has the node, ToR, IPAM, block, pod and reachability tables; a second `up` touches nothing;
 //! `down` leaves no namespace, process, host link or file behind — also after an `up` that
 //! failed (an agent that dies at start, leaving a process behind in its namespace) and after
-//! an `up` killed half way. Pods on one node reach each other (no BGP needed); pods on two
-//! nodes do once the nodes have routes to each other's blocks (installed by the test for now).
-//! Two racks (BIRD and FRR ToRs, AS per rack) come up and route through each other. Full
-//! reachability over the routes BGP learned is asserted by the tests marked `needs BGP → FIB`
-//! (nodes install those routes once that lands). Run as root after `cargo build --bins`.
+//! an `up` killed half way. Pods on one node reach each other (no BGP needed); pods on other
+//! nodes over the routes BGP learned and felix installed (3 nodes and a BIRD ToR; two racks
+//! with BIRD and FRR ToRs, AS per rack, same-rack pods directly, other-rack pods through the
+//! ToRs); a blackholed pod shows as exactly its failing pairs. Run as root after
+//! `cargo build --bins`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -284,11 +284,10 @@ fn up_shows_the_lab_a_second_up_is_a_no_op_and_down_leaves_nothing() {
     let reach = section(&status, "Reachability");
     assert!(reach.starts_with("2 pings, one per pair"), "{reach}");
     assert!(reach.contains("| 1 web-1-node-1 | -"), "{reach}");
-    let verdict = status.lines().last().unwrap();
-    assert!(
-        verdict == "verdict: all 2 pods reach each other (2 of 2 pings answered)"
-            || verdict.starts_with("verdict: ") && verdict.contains("pod pairs fail"),
-        "{verdict}"
+    assert_eq!(
+        status.lines().last().unwrap_or(""),
+        "verdict: all 2 pods reach each other (2 of 2 pings answered)",
+        "{status}"
     );
 
     // A second `up` with the same options finds everything in place and changes nothing.
@@ -556,65 +555,72 @@ fn pods_on_one_node_reach_each_other() {
 }
 
 #[test]
-fn the_matrix_sees_cross_node_traffic_once_nodes_have_routes() {
-    // Until BGP → FIB, the test installs each node's route to the other node's block itself
-    // (metric 1000, beside any route felix adds later): the lab's data path (proxy ARP, the
-    // nodes' forwarding, the pods' /32 routes) and the status's route listing and matrix are
-    // real and checked here; only who programs the route differs.
+fn the_matrix_names_the_pairs_a_blackhole_breaks() {
+    // Two nodes, two pods each, over the routes BGP installed; then one node blackholes one pod
+    // of the other (a more specific static route beside felix's block route): the matrix marks
+    // exactly the pairs through that hole, both ways (the replies die there too), and the
+    // verdict names the node pairs; with the hole gone, every pod reaches every other again.
     let lab = Lab::new("s");
-    let up = ok(&lab.run(&["up", "--nodes", "2", "--pods-per-node", "1"]));
+    ok(&lab.run(&["up", "--nodes", "2", "--pods-per-node", "2"]));
+    let status = wait_all_reach(&lab, 4);
     let blocks = table_rows(section(
-        &up,
+        &status,
         "Blocks: which node owns each, and how each ToR forwards to it",
     ));
-    let block_of = |node: &str| -> String {
-        blocks
+    for (node, other, via) in [
+        ("node-1", "node-2", "10.0.0.12"),
+        ("node-2", "node-1", "10.0.0.11"),
+    ] {
+        let block = &blocks
             .iter()
-            .find(|r| r[1] == node)
-            .unwrap_or_else(|| panic!("no block of {node}: {blocks:?}"))[0]
-            .clone()
-    };
-    // Without routes through other hosts, nothing crosses (the gateway-less default route
-    // carries no pod traffic); once felix installs BGP's routes, this part has nothing to check.
-    let before = ok(&lab.run(&["status"]));
-    if section(&before, "node-1").contains("kernel routes through other hosts: none")
-        && section(&before, "node-2").contains("kernel routes through other hosts: none")
-    {
-        assert!(
-            before
-                .lines()
-                .last()
-                .is_some_and(|l| l.contains("no pod reaches a pod on another node")),
-            "{before}"
-        );
-    }
-    for (node, other, via) in [
-        ("node-1", "node-2", "10.0.0.12"),
-        ("node-2", "node-1", "10.0.0.11"),
-    ] {
-        let ns = format!("{}-{node}", lab.prefix);
-        let dst = block_of(other);
-        let out = Command::new("ip")
-            .args(["-n", &ns, "route", "add", &dst, "via", via])
-            .args(["proto", "static", "metric", "1000"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    }
-    let status = wait_all_reach(&lab, 2);
-    for (node, other, via) in [
-        ("node-1", "node-2", "10.0.0.12"),
-        ("node-2", "node-1", "10.0.0.11"),
-    ] {
-        let want = format!("  {} via {via} ({other}) (proto static)", block_of(other));
+            .find(|r| r[1] == other)
+            .unwrap_or_else(|| panic!("no block of {other}: {blocks:?}"))[0];
+        let want = format!("  {block} via {via} ({other}) (felix, proto 97)");
         assert!(
             section(&status, node).lines().any(|l| l == want),
             "{node}: no {want:?} in\n{status}"
         );
     }
-    let reach = table_rows(section(&status, "Reachability"));
-    assert_eq!(reach[1][1..], ["-".to_string(), "ok".into()], "{reach:?}");
-    assert_eq!(reach[2][1..], ["ok".to_string(), "-".into()], "{reach:?}");
+    let pods = table_rows(section(&status, "Pods"));
+    assert_eq!(pods[3][1], "web-1-node-2", "{pods:?}");
+    let hole = format!("{}/32", pods[3][3]);
+    let node1 = format!("{}-node-1", lab.prefix);
+    let route = |verb: &str| {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &node1,
+                "route",
+                verb,
+                "blackhole",
+                &hole,
+                "proto",
+                "static",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    route("add");
+    let broken = ok(&lab.run(&["status"]));
+    let reach = table_rows(section(&broken, "Reachability"));
+    // Rows and columns: web-1-node-1, web-2-node-1, web-1-node-2, web-2-node-2.
+    let want = [
+        ["-", "ok", "FAIL", "ok"],
+        ["ok", "-", "FAIL", "ok"],
+        ["FAIL", "FAIL", "-", "ok"],
+        ["ok", "ok", "ok", "-"],
+    ];
+    for (row, want) in reach[1..].iter().zip(want) {
+        assert_eq!(row[1..], want, "{broken}");
+    }
+    assert_eq!(
+        broken.lines().last().unwrap_or(""),
+        "verdict: 4 of 12 pod pairs fail (node-1 -> node-2 2 of 4; node-2 -> node-1 2 of 4)",
+        "{broken}"
+    );
+    route("del");
+    wait_all_reach(&lab, 4);
     ok(&lab.run(&["down"]));
 }
 
@@ -636,7 +642,6 @@ fn wait_all_reach(lab: &Lab, pods: usize) -> String {
 }
 
 #[test]
-#[ignore = "needs BGP → FIB"]
 fn three_nodes_and_a_bird_tor_every_pod_reaches_every_other() {
     let lab = Lab::new("m");
     ok(&lab.run(&["up"]));
@@ -664,10 +669,37 @@ fn three_nodes_and_a_bird_tor_every_pod_reaches_every_other() {
 }
 
 #[test]
-#[ignore = "needs BGP → FIB"]
 fn two_racks_pods_reach_each_other_through_the_tors() {
+    // Rack a: node-1 and node-2 (AS 65001), rack b: node-3 (AS 65002). Within a rack the
+    // ToR passes the block on with its owner as next hop (same segment, RFC 4271 §5.1.3) and
+    // the rack's AS taken out of the path, so node-1 forwards to node-2 directly; the other
+    // rack's blocks go through the node's own ToR.
     let lab = Lab::new("x");
     ok(&lab.run(&["up", "--racks", "2", "--nodes", "3", "--pods-per-node", "1"]));
-    wait_all_reach(&lab, 3);
+    let status = wait_all_reach(&lab, 3);
+    let blocks = table_rows(section(
+        &status,
+        "Blocks: which node owns each, and how each ToR forwards to it",
+    ));
+    let block_of = |node: &str| -> String {
+        blocks
+            .iter()
+            .find(|r| r[1] == node)
+            .unwrap_or_else(|| panic!("no block of {node}: {blocks:?}"))[0]
+            .clone()
+    };
+    for (node, other, via) in [
+        ("node-1", "node-2", "10.0.1.12 (node-2)"),
+        ("node-2", "node-1", "10.0.1.11 (node-1)"),
+        ("node-1", "node-3", "10.0.1.1 (tor-a)"),
+        ("node-3", "node-1", "10.0.2.1 (tor-b)"),
+        ("node-3", "node-2", "10.0.2.1 (tor-b)"),
+    ] {
+        let want = format!("  {} via {via} (felix, proto 97)", block_of(other));
+        assert!(
+            section(&status, node).lines().any(|l| l == want),
+            "{node}: no {want:?} in\n{status}"
+        );
+    }
     ok(&lab.run(&["down"]));
 }

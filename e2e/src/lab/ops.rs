@@ -309,14 +309,10 @@ fn build(
             &n.netns,
             &node_label(&n.name),
             &argv,
-            &[
-                (
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or("info".into()),
-                ),
-                // The log is a file: no colour escapes (ginger-node colours even when not a tty).
-                ("NO_COLOR", "1".into()),
-            ],
+            &[(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".into()),
+            )],
             &log,
         )?;
         record_process(dir, j, rec)?;

@@ -346,6 +346,16 @@ pub fn matrix(m: &Matrix) -> String {
 }
 
 /// The one-line verdict: "all 6 pods reach each other …" or which pairs fail.
+/// Who installed a route, from `ip -j route`'s protocol field: felix's own protocol number
+/// (ginger-node's default `--route-protocol`) is named, others are shown as the kernel says.
+fn installer(protocol: &str) -> String {
+    if protocol == felix::ownership::DEFAULT_ROUTE_PROTOCOL.to_string() {
+        format!("felix, proto {protocol}")
+    } else {
+        format!("proto {protocol}")
+    }
+}
+
 pub fn verdict(m: &Matrix) -> String {
     let n = m.pods.len();
     if n == 0 {
@@ -469,10 +479,10 @@ pub fn status(plan: &Plan, dir: &str, view: &LabView) -> String {
                     let hops: Vec<String> = route.via.iter().map(|h| hop_name(plan, *h)).collect();
                     let _ = writeln!(
                         s,
-                        "  {} via {} (proto {})",
+                        "  {} via {} ({})",
                         route.dst,
                         hops.join(", "),
-                        route.protocol
+                        installer(&route.protocol)
                     );
                 }
             }

@@ -14,4 +14,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # None of the daemons may run in the machine's own namespace: the packages ship no running
 # services here (no systemd), and the tests start their own copies inside namespaces.
+# `--no-test-tools` (the demo): the packages only, not the test runner.
+[ "${1:-}" = "--no-test-tools" ] && exit 0
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest

@@ -18,6 +18,7 @@ pub mod fabric;
 pub mod frr;
 pub mod ginger;
 pub mod gobgp;
+pub mod lab;
 pub mod link;
 pub mod netns;
 pub mod pods;

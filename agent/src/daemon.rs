@@ -74,6 +74,8 @@ pub struct Options {
     pub ipam_leak_grace: Duration,
     /// Links whose MTU counts for host MTU detection (Calico's `MTUIfacePattern`).
     pub mtu_iface_pattern: String,
+    /// Learned BGP routes go into the kernel (else they stay in the RIB).
+    pub program_learned_routes: bool,
 }
 
 impl Options {
@@ -96,6 +98,7 @@ impl Options {
             ipam_block_grace: DEFAULT_IPAM_GRACE,
             ipam_leak_grace: DEFAULT_IPAM_GRACE,
             mtu_iface_pattern: felix::mtu::DEFAULT_MTU_IFACE_PATTERN.to_string(),
+            program_learned_routes: true,
         }
     }
 
@@ -431,7 +434,12 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()>) -> Result<()
     // The pod blocks are in the originated set before any session can send its table.
     let first_originated = dataplane::originated(&desired, &network);
     let speaker = Speaker::start_originating(desired.speaker.clone(), first_originated).await?;
-    let learned_routes = speaker.subscribe().await?;
+    let learned_routes = if opts.program_learned_routes {
+        speaker.subscribe().await?
+    } else {
+        tracing::info!("learned routes stay in the RIB (--program-learned-routes false)");
+        tokio::sync::mpsc::unbounded_channel().1
+    };
     tracing::info!(
         node = %opts.node_name,
         router_id = %desired.speaker.router_id,

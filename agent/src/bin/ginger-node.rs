@@ -71,6 +71,11 @@ struct Cli {
     /// Links whose MTU counts for host MTU detection (Calico's MTUIfacePattern).
     #[arg(long, default_value = felix::mtu::DEFAULT_MTU_IFACE_PATTERN, value_name = "REGEX")]
     mtu_iface_pattern: String,
+    /// Put learned BGP routes into the kernel (`false`: keep them in the RIB only, e.g. on a
+    /// dedicated route reflector or to benchmark the speaker alone; pods and blocks are still
+    /// programmed).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    program_learned_routes: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
         ipam_block_grace: cli.ipam_block_grace,
         ipam_leak_grace: cli.ipam_leak_grace,
         mtu_iface_pattern: cli.mtu_iface_pattern,
+        program_learned_routes: cli.program_learned_routes,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -192,7 +192,8 @@ impl RunningTarget {
                     ginger_bin,
                     &cluster,
                     GINGER_NODE,
-                    &[],
+                    // Like the other targets: BGP only, nothing into the kernel.
+                    &["--program-learned-routes", "false"],
                 )?)
             }
             TargetKind::Bird => RunningTarget::Bird(Bird::start(ns, dir, daemon_config(topo))?),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
@@ -430,6 +430,9 @@ pub struct Sample {
     pub local: Duration,
     /// From just before the ADD to `<prefix> via A` in B's FIB.
     pub remote: Duration,
+    /// The wall clock just before the ADD (since the Unix epoch), to line samples up with the
+    /// agents' and the plugin's log timestamps.
+    pub wall_start: Duration,
 }
 
 /// Two nodes on one link with a mesh session, one shared IPAM store and a route watcher in
@@ -697,6 +700,9 @@ fn timed_add(
         sample: index,
         detail,
     };
+    let wall_start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let start = Instant::now();
     let out = lab.a.add(pod)?;
     out.result()?;
@@ -743,6 +749,7 @@ fn timed_add(
         add: out.elapsed,
         local: local.at.saturating_duration_since(start),
         remote: remote.at.saturating_duration_since(start),
+        wall_start,
     })
 }
 
@@ -940,6 +947,7 @@ mod tests {
             add: d(5),
             local: d(6),
             remote: d(remote),
+            wall_start: Duration::ZERO,
         };
         let t = render_table(&[
             (Case::NewBlock, vec![s(10), s(20)]),

@@ -158,14 +158,15 @@ fn run() -> anyhow::Result<ExitCode> {
         let mut progress = |i: usize, s: &Sample| {
             if verbose {
                 eprintln!(
-                    "{case} {i}/{}{}: {} ({}) ADD {}, A's FIB {}, B's FIB {}",
+                    "{case} {i}/{}{}: {} ({}) ADD {}, A's FIB {}, B's FIB {}, start {:.6}",
                     opts.samples,
                     if i == 0 { " (warm-up)" } else { "" },
                     s.prefix,
                     s.ip,
                     ms(s.add),
                     ms(s.local),
-                    ms(s.remote)
+                    ms(s.remote),
+                    s.wall_start.as_secs_f64()
                 );
             }
         };

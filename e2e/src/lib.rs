@@ -5,7 +5,8 @@
 //! pairs or shared L2 segments (`Veth`, `Segment`); BIRD, FRR and GoBGP play the peers (`Bird`,
 //! `Frr`, `Gobgp`, all `BgpDaemon`s, configured from one `RouterConfig`); `RawPeer` speaks
 //! hand-built BGP bytes; `Proc` guards every child process; `TestDir`/`scenario` keep the logs
-//! of a failed test; `bench` is the BGP benchmark behind `ginger-bench`; `pods` executes CNI
+//! of a failed test; `bench` is the BGP benchmark behind `ginger-bench`, `converge` the route
+//! convergence benchmark behind `converge-bench`; `pods` executes CNI
 //! plugins (the real `ginger`, Debian's) into pod namespaces as containerd does. Nothing here
 //! touches the machine's own namespace. See `e2e/README.md`.
 
@@ -13,6 +14,7 @@ pub mod bench;
 pub mod bins;
 pub mod bird;
 pub mod cmd;
+pub mod converge;
 pub mod error;
 pub mod fabric;
 pub mod frr;

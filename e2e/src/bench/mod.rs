@@ -46,6 +46,41 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Block SIGINT and SIGTERM in every thread and turn them into `request_stop` on a thread of
+/// their own, so a benchmark binary's runs end through their guards (namespaces deleted,
+/// daemons killed). `program` names the binary in the messages.
+pub fn stop_on_signals(program: &'static str) -> std::io::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block().map_err(std::io::Error::from)?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            while let Ok(sig) = set.wait() {
+                if stop_requested() {
+                    eprintln!("{program}: {sig} again; still cleaning up");
+                } else {
+                    eprintln!("{program}: {sig}: stopping after cleaning up the current run");
+                    request_stop();
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Whether this process runs with effective uid 0 (benchmarks create namespaces).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_string();
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
 /// Why a benchmark run could not produce a figure.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

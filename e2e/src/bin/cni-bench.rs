@@ -21,7 +21,6 @@ use e2e::pods::{
     CniRunner, DEBIAN_CNI_DIR, Pod, PodBinaries, PodNode, link_names, pod_cluster, uplinked_node,
 };
 use e2e::write_cluster;
-use nix::sys::signal::{SigSet, Signal};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -145,38 +144,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Block SIGINT and SIGTERM in every thread and turn them into a stop request, so the run ends
-/// through its guards (namespaces deleted, `ginger-node` killed).
-fn handle_signals() -> anyhow::Result<()> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block().context("blocking SIGINT/SIGTERM")?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            while let Ok(sig) = set.wait() {
-                eprintln!("cni-bench: {sig}: stopping after cleaning up the current run");
-                bench::request_stop();
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(())
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_string();
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    if !is_root() {
+    if !bench::is_root() {
         bail!("run as root: every run creates network namespaces");
     }
     if cli.runs == 0 || cli.pods == 0 {
@@ -208,7 +178,7 @@ fn run() -> anyhow::Result<ExitCode> {
             );
         }
     }
-    handle_signals()?;
+    bench::stop_on_signals("cni-bench").context("handling SIGINT/SIGTERM")?;
     let mut work = TestDir::new("cni-bench")?;
     if cli.keep {
         work.keep();

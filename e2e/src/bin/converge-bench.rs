@@ -20,7 +20,6 @@ use e2e::TestDir;
 use e2e::bench::{self, describe_machine, load_average};
 use e2e::converge::{self, Case, MAX_SAMPLES, RunOptions, Sample, case_dir, ms, render_table};
 use e2e::pods::PodBinaries;
-use nix::sys::signal::{SigSet, Signal};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,35 +58,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Block SIGINT and SIGTERM in every thread and turn them into a stop request, so the run ends
-/// through its guards (namespaces deleted, `ginger-node` killed).
-fn handle_signals() -> anyhow::Result<()> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block().context("blocking SIGINT/SIGTERM")?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            while let Ok(sig) = set.wait() {
-                eprintln!("converge-bench: {sig}: stopping after the current sample");
-                bench::request_stop();
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(())
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_string();
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
 /// A command's first output line, or "unknown".
 fn first_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
@@ -106,7 +76,7 @@ fn first_line(program: &str, args: &[&str]) -> String {
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    if !is_root() {
+    if !bench::is_root() {
         bail!("run as root: the run creates network namespaces");
     }
     if cli.samples == 0 || cli.samples > MAX_SAMPLES {
@@ -129,7 +99,7 @@ fn run() -> anyhow::Result<ExitCode> {
             );
         }
     }
-    handle_signals()?;
+    bench::stop_on_signals("converge-bench").context("handling SIGINT/SIGTERM")?;
     let mut work = TestDir::new("converge-bench")?;
     if cli.keep {
         work.keep();

@@ -20,7 +20,6 @@ use e2e::bench::{
     self, BenchError, RunOptions, RunResult, Scenario, TargetKind, describe_machine,
     describe_versions, render_table, summarize,
 };
-use nix::sys::signal::{SigSet, Signal};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,42 +67,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Block SIGINT and SIGTERM in every thread and turn them into a stop request on a thread of
-/// their own, so runs end through their guards (namespaces deleted, daemons killed).
-fn handle_signals() -> anyhow::Result<()> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block().context("blocking SIGINT/SIGTERM")?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            while let Ok(sig) = set.wait() {
-                if bench::stop_requested() {
-                    eprintln!("ginger-bench: {sig} again; still cleaning up");
-                } else {
-                    eprintln!("ginger-bench: {sig}: stopping after cleaning up the current run");
-                    bench::request_stop();
-                }
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(())
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_string();
-            line.split_whitespace().nth(2).map(|euid| euid == "0")
-        })
-        .unwrap_or(false)
-}
-
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    if !is_root() {
+    if !bench::is_root() {
         bail!("run as root: every run creates network namespaces");
     }
     if cli.runs == 0 {
@@ -119,7 +85,7 @@ fn run() -> anyhow::Result<ExitCode> {
     if targets.contains(&TargetKind::Ginger) && !ginger_bin.is_file() {
         return Err(BenchError::GingerMissing { path: ginger_bin }.into());
     }
-    handle_signals()?;
+    bench::stop_on_signals("ginger-bench").context("handling SIGINT/SIGTERM")?;
     let mut work = TestDir::new("bench")?;
     if cli.keep {
         work.keep();

@@ -353,10 +353,17 @@ async fn load_pod_network(
         leak_grace: opts.ipam_leak_grace,
     };
     let ipam = Ipam::new(store, ipam_settings(cluster, opts));
+    let (teardowns, teardown_jobs) = std::sync::mpsc::channel();
     let pods = Arc::new(
         PodNetwork::new(ipam, endpoints, config, Box::new(dataplane::host_links))
-            .with_metrics(metrics.pods()),
+            .with_metrics(metrics.pods())
+            .with_teardowns(teardowns),
     );
+    crate::teardown::spawn(pods.clone(), teardown_jobs).map_err(|source| DaemonError::Io {
+        what: "cannot start the teardown thread",
+        path: opts.state_dir.display().to_string(),
+        source,
+    })?;
     let loading = pods.clone();
     tokio::task::spawn_blocking(move || loading.load())
         .await

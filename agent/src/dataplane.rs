@@ -264,9 +264,11 @@ mod tests {
             netns: "/var/run/netns/x".into(),
             ifname: "eth0".into(),
             host_ifname: link.into(),
+            host_ifindex: None,
             mac: "0a:58:0a:f4:00:05".into(),
             ips: vec![ip.parse().unwrap()],
             created_unix: created,
+            terminating: false,
         }
     }
 

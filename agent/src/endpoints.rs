@@ -36,12 +36,19 @@ pub struct EndpointRecord {
     pub ifname: String,
     /// Host-side link name (`cali…`).
     pub host_ifname: String,
+    /// Host-side link index (absent in records of older plugins): what the teardown deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifindex: Option<u32>,
     /// Pod-side MAC address.
     pub mac: String,
     /// The pod's addresses.
     pub ips: Vec<IpAddr>,
     /// Unix time it was recorded.
     pub created_unix: u64,
+    /// DEL handed the teardown to the agent: the veth is being removed, and the addresses are
+    /// released once it is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminating: bool,
 }
 
 /// Why the registry could not load or save a record.
@@ -223,9 +230,11 @@ mod tests {
             netns: "/var/run/netns/cni-1".into(),
             ifname: "eth0".into(),
             host_ifname: "cali0123456789a".into(),
+            host_ifindex: Some(7),
             mac: "0a:58:0a:f4:00:05".into(),
             ips: vec![ip.parse().unwrap()],
             created_unix: 1_700_000_000,
+            terminating: false,
         }
     }
 

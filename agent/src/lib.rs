@@ -28,3 +28,4 @@ pub mod learned;
 pub mod metrics;
 pub mod pod_network;
 pub mod selector;
+pub mod teardown;

@@ -2,18 +2,21 @@
 //! registry), the garbage-collection sweep, and the published view felix and the BGP speaker
 //! follow.
 //!
-//! Owns: the meaning of `Assign`, `EndpointReady`, `Release`, `Check`, `Gc` and `Status`
-//! (`cni::protocol`), ADDs in flight, host link names, the sweep (endpoints whose host link
-//! vanished, allocations with no endpoint after the leak grace period, empty blocks) and its
-//! timer, and `NodeNetwork`, republished on every change. Must not: touch the kernel or the
-//! speaker (the `dataplane` module follows `subscribe()`), or frame socket messages
-//! (`cni_server`). Requests enter as `cni::protocol::Request` values and leave as `Reply`
+//! Owns: the meaning of `Assign`, `EndpointReady`, `Release`, `Teardown`, `Check`, `Gc` and
+//! `Status` (`cni::protocol`), ADDs in flight, host link names, teardowns in flight (a DEL's
+//! endpoint is marked terminating and queued; its addresses are released by
+//! `finish_teardown` once the `teardown` worker has removed the link), the sweep (endpoints
+//! whose host link vanished, allocations with no endpoint after the leak grace period, empty
+//! blocks) and its timer, and `NodeNetwork`, republished on every change. Must not: touch the
+//! kernel or the speaker (the `dataplane` module follows `subscribe()`, the `teardown` module
+//! removes links), or frame socket messages (`cni_server`). Requests enter as `cni::protocol::Request` values and leave as `Reply`
 //! values; every method blocks on file I/O, so async callers run it on a blocking thread.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use cni::protocol::{AssignRequest, Assigned, EndpointInfo, ErrorKind, Reply, Request};
@@ -62,6 +65,20 @@ pub struct PodNetworkConfig {
     pub leak_grace: Duration,
 }
 
+/// How long an ADD waits for the teardown of an earlier attachment with the same handle.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// A pod's veth for the `teardown` worker to remove: the host link, by index and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeardownJob {
+    /// `<network>.<containerID>`.
+    pub handle: String,
+    /// The host-side link's name when the endpoint was recorded.
+    pub host_ifname: String,
+    /// The host-side link's index.
+    pub host_ifindex: u32,
+}
+
 /// What felix and the speaker need to know about this node's pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeNetwork {
@@ -85,6 +102,10 @@ pub struct PodNetwork<S: BlockStore> {
     clock: Clock,
     metrics: Option<PodMetrics>,
     published: watch::Sender<Arc<NodeNetwork>>,
+    /// Where `Teardown` queues work; without it the plugin removes veths itself.
+    teardowns: Option<Mutex<Sender<TeardownJob>>>,
+    /// Bumped by every finished teardown; an `Assign` for a handle still terminating waits on it.
+    torn_down: (Mutex<u64>, Condvar),
 }
 
 fn unix_now() -> u64 {
@@ -153,6 +174,7 @@ pub fn request_kind(request: &Request) -> &'static str {
         Request::Assign(_) => "Assign",
         Request::EndpointReady(_) => "EndpointReady",
         Request::Release { .. } => "Release",
+        Request::Teardown { .. } => "Teardown",
         Request::Check { .. } => "Check",
         Request::Gc { .. } => "Gc",
         Request::Status => "Status",
@@ -171,6 +193,7 @@ pub fn reply_result(reply: &Reply) -> &'static str {
             ErrorKind::Internal => "Internal",
         },
         Reply::Status { ready: false, .. } => "not_ready",
+        Reply::NotQueued { .. } => "not_queued",
         _ => "ok",
     }
 }
@@ -202,6 +225,15 @@ pub fn host_ifname(prefix: &str, namespace: &str, pod: &str, container_id: &str)
     } else {
         felix::workload::host_ifname_with_prefix(prefix, "", container_id)
     }
+}
+
+/// The teardown job of `record`, when its host link index is known.
+fn teardown_job(record: &EndpointRecord) -> Option<TeardownJob> {
+    Some(TeardownJob {
+        handle: record.handle.clone(),
+        host_ifname: record.host_ifname.clone(),
+        host_ifindex: record.host_ifindex?,
+    })
 }
 
 /// Calico's `timestamp` attribute: Go's `time.Now().UTC().String()` at whole seconds.
@@ -265,7 +297,15 @@ impl<S: BlockStore> PodNetwork<S> {
             clock: Box::new(unix_now),
             metrics: None,
             published: watch::channel(Arc::new(NodeNetwork::default())).0,
+            teardowns: None,
+            torn_down: (Mutex::new(0), Condvar::new()),
         }
+    }
+
+    /// Answer `Teardown` by queueing jobs on `queue` (the `teardown` worker's).
+    pub fn with_teardowns(mut self, queue: Sender<TeardownJob>) -> PodNetwork<S> {
+        self.teardowns = Some(Mutex::new(queue));
+        self
     }
 
     /// Use `clock` instead of the system clock.
@@ -295,6 +335,13 @@ impl<S: BlockStore> PodNetwork<S> {
     pub fn load(&self) -> Result<(), PodNetworkError> {
         self.ipam.refresh()?;
         self.sweep()?;
+        // Teardowns a previous run accepted but did not finish.
+        for record in self.endpoints.all().into_iter().filter(|r| r.terminating) {
+            if let Some(job) = teardown_job(&record) {
+                tracing::info!(handle = %record.handle, link = %record.host_ifname, "resuming teardown");
+                self.queue_teardown(job);
+            }
+        }
         self.ready.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -448,6 +495,16 @@ impl<S: BlockStore> PodNetwork<S> {
         if req.handle.is_empty() || req.container_id.is_empty() {
             return invalid("Assign needs a handle and a container id");
         }
+        // ADD after DEL for the same attachment: its old veth and addresses go first.
+        if !self.wait_torn_down(&req.handle) {
+            return error(
+                ErrorKind::NotReady,
+                format!(
+                    "the previous attachment of {} is still being removed; retry",
+                    req.handle
+                ),
+            );
+        }
         let mut families = Vec::new();
         if req.ipv4 {
             families.push(IpFamily::V4);
@@ -540,9 +597,11 @@ impl<S: BlockStore> PodNetwork<S> {
             netns: ep.netns,
             ifname: ep.ifname,
             host_ifname: ep.host_ifname,
+            host_ifindex: ep.host_ifindex,
             mac: ep.container_mac,
             ips: ep.ips,
             created_unix: (self.clock)(),
+            terminating: false,
         };
         if let Err(e) = self.endpoints.put(record) {
             return error(ErrorKind::Internal, e.to_string());
@@ -573,6 +632,100 @@ impl<S: BlockStore> PodNetwork<S> {
         }
         self.publish(forgotten.is_some());
         Reply::Ok
+    }
+
+    fn teardown(&self, handle: &str) -> Reply {
+        if let Some(r) = self.not_ready() {
+            return r;
+        }
+        if handle.is_empty() {
+            return invalid("Teardown needs a handle");
+        }
+        let not_queued = |reason: String| Reply::NotQueued { reason };
+        if self.teardowns.is_none() {
+            return not_queued("this agent does not remove veths itself".into());
+        }
+        let Some(mut record) = self.endpoints.get(handle) else {
+            return not_queued(format!("no endpoint is recorded for {handle}"));
+        };
+        let Some(job) = teardown_job(&record) else {
+            return not_queued(format!(
+                "the index of {}'s host link {} is unknown (recorded by an older plugin)",
+                handle, record.host_ifname
+            ));
+        };
+        if record.terminating {
+            // A repeated DEL: the first one's job is queued or being retried.
+            return Reply::Queued;
+        }
+        record.terminating = true;
+        if let Err(e) = self.endpoints.put(record) {
+            return error(ErrorKind::Internal, e.to_string());
+        }
+        if !self.queue_teardown(job) {
+            if let Some(mut r) = self.endpoints.get(handle) {
+                r.terminating = false;
+                let _ = self.endpoints.put(r);
+            }
+            return not_queued("the teardown worker has stopped".into());
+        }
+        tracing::debug!(handle = %handle, "teardown queued");
+        Reply::Queued
+    }
+
+    /// Hands `job` to the teardown worker; false when there is none (or it stopped).
+    fn queue_teardown(&self, job: TeardownJob) -> bool {
+        match &self.teardowns {
+            Some(q) => q
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(job)
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// The teardown worker removed `handle`'s host link (or found it gone): release the
+    /// addresses and forget the endpoint. Idempotent.
+    pub fn finish_teardown(&self, handle: &str) -> Result<(), PodNetworkError> {
+        let freed = self.ipam.release(handle, (self.clock)())?;
+        let forgotten = self.endpoints.remove(handle)?;
+        tracing::info!(handle = %handle, ips = ?freed, "veth removed and addresses released");
+        self.publish(forgotten.is_some());
+        let (generation, done) = &self.torn_down;
+        *generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        done.notify_all();
+        Ok(())
+    }
+
+    /// Handles whose teardown is queued or running.
+    pub fn terminating(&self) -> Vec<String> {
+        self.endpoints
+            .all()
+            .into_iter()
+            .filter(|r| r.terminating)
+            .map(|r| r.handle)
+            .collect()
+    }
+
+    /// Waits (at most `TEARDOWN_WAIT`) until `handle` is no longer terminating; false on timeout.
+    fn wait_torn_down(&self, handle: &str) -> bool {
+        let deadline = Instant::now() + TEARDOWN_WAIT;
+        let (generation, done) = &self.torn_down;
+        let mut guard = generation.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if !self.endpoints.get(handle).is_some_and(|r| r.terminating) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = done
+                .wait_timeout(guard, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     fn check(&self, handle: &str, ips: &[IpAddr]) -> Reply {
@@ -617,7 +770,13 @@ impl<S: BlockStore> PodNetwork<S> {
         };
         let prefix = format!("{network}.");
         let keep: BTreeSet<&str> = keep.iter().map(String::as_str).collect();
-        let pending: BTreeSet<String> = self.pending().keys().cloned().collect();
+        // ADDs in flight, and teardowns in flight (released once their link is gone).
+        let pending: BTreeSet<String> = self
+            .pending()
+            .keys()
+            .cloned()
+            .chain(self.terminating())
+            .collect();
         let candidates: BTreeSet<String> = allocator::handles_of_node(&blocks, &self.config.node)
             .into_iter()
             .chain(self.endpoints.all().into_iter().map(|e| e.handle))
@@ -731,6 +890,7 @@ impl<S: BlockStore> PodNetwork<S> {
                 ips: e.ips,
                 host_ifname: e.host_ifname,
                 mac: e.mac,
+                terminating: e.terminating,
             })
             .collect()
     }
@@ -744,6 +904,7 @@ impl<S: BlockStore> CniHandler for PodNetwork<S> {
             Request::Assign(req) => self.assign(req),
             Request::EndpointReady(ep) => self.endpoint_ready(ep),
             Request::Release { handle } => self.release(&handle),
+            Request::Teardown { handle } => self.teardown(&handle),
             Request::Check { handle, ips } => self.check(&handle, &ips),
             Request::Gc { network, keep } => self.gc(&network, &keep),
             Request::Status => self.status(),

@@ -20,7 +20,7 @@ use agent::cni_server;
 use agent::datastore::model::{AllowedUse, AssignmentMode, IpPool, Metadata};
 use agent::endpoints::EndpointRegistry;
 use agent::ipam::{FileStore, Ipam, IpamSettings};
-use agent::pod_network::{PodNetwork, PodNetworkConfig};
+use agent::pod_network::{PodNetwork, PodNetworkConfig, TeardownJob};
 use agent::selector::Selector;
 use cni::protocol::{
     AssignRequest, Assigned, EndpointInfo, Envelope, ErrorKind, PROTOCOL_VERSION, Reply, Request,
@@ -199,6 +199,7 @@ fn ready(container: &str, pod: &str, assigned: &Assigned) -> Request {
         netns: format!("/var/run/netns/{container}"),
         ifname: "eth0".into(),
         host_ifname: assigned.host_ifname.clone(),
+        host_ifindex: Some(41),
         container_mac: "0a:58:0a:3c:00:05".into(),
         ips: assigned.ips.iter().map(IpNet::addr).collect(),
     })
@@ -690,5 +691,148 @@ async fn dual_stack_pods_get_one_address_per_family() {
     );
     let report = served.pods.ipam_report().unwrap();
     assert!(report.pools.iter().all(|p| p.in_use == 0));
+    served.shutdown().await;
+}
+
+/// DEL's `Teardown` (the agent removes the veth after DEL has returned): the endpoint is marked
+/// terminating and queued, its address stays allocated (also through CNI GC) until the worker
+/// reports the link gone, an ADD for the same attachment waits for that, and a restarted agent
+/// resumes what was queued. Here the test plays the teardown worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_is_queued_and_releases_only_when_the_link_is_gone() {
+    let lab = Lab::new("cni-teardown", vec![pool("p", "10.66.0.0/24", 26)]);
+    let (queue, jobs) = std::sync::mpsc::channel::<TeardownJob>();
+    let pods = Arc::new(lab.pod_network("node-1").with_teardowns(queue));
+    pods.load().unwrap();
+    let socket = lab.dir.path().join("run-td/cni.sock");
+    let listener = cni_server::bind(&socket).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(cni_server::serve(listener, pods.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let served = Served {
+        socket,
+        pods: pods.clone(),
+        stop,
+        task,
+    };
+
+    let a = assigned(served.ask(assign("c1", "web")).await);
+    assert_eq!(served.ask(ready("c1", "web", &a)).await, Reply::Ok);
+    lab.set_links(&[&a.host_ifname]);
+    let ip = a.ips[0].addr();
+    let teardown = || Request::Teardown {
+        handle: handle("c1"),
+    };
+    assert_eq!(served.ask(teardown()).await, Reply::Queued);
+    let job = jobs.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        job,
+        TeardownJob {
+            handle: handle("c1"),
+            host_ifname: a.host_ifname.clone(),
+            host_ifindex: 41,
+        }
+    );
+    // Still allocated and listed as terminating; a repeated DEL queues nothing new.
+    assert!(pods.ipam_lookup(ip).unwrap().allocation.is_some());
+    let rows = pods.endpoint_rows();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].terminating);
+    assert_eq!(served.ask(teardown()).await, Reply::Queued);
+    assert!(jobs.try_recv().is_err());
+    // CNI GC (the runtime no longer lists it) leaves a teardown in flight alone.
+    let gc = Request::Gc {
+        network: NETWORK.into(),
+        keep: vec![],
+    };
+    assert_eq!(served.ask(gc).await, Reply::Ok);
+    assert!(pods.ipam_lookup(ip).unwrap().allocation.is_some());
+
+    // ADD for the same attachment waits until the worker is done, then gets an address.
+    let finisher = {
+        let pods = pods.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            pods.finish_teardown(&handle("c1")).unwrap();
+        })
+    };
+    let started = Instant::now();
+    let again = assigned(served.ask(assign("c1", "web")).await);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "ADD did not wait"
+    );
+    finisher.join().unwrap();
+    assert!(pods.endpoint_rows().is_empty());
+    assert_eq!(served.ask(ready("c1", "web", &again)).await, Reply::Ok);
+
+    // Nothing to hand over: no endpoint, or one recorded without a link index.
+    let unknown = served
+        .ask(Request::Teardown {
+            handle: handle("nope"),
+        })
+        .await;
+    assert!(matches!(unknown, Reply::NotQueued { .. }), "{unknown:?}");
+    let b = assigned(served.ask(assign("c2", "db")).await);
+    let mut old_plugin = ready("c2", "db", &b);
+    if let Request::EndpointReady(ep) = &mut old_plugin {
+        ep.host_ifindex = None;
+    }
+    assert_eq!(served.ask(old_plugin).await, Reply::Ok);
+    match served
+        .ask(Request::Teardown {
+            handle: handle("c2"),
+        })
+        .await
+    {
+        Reply::NotQueued { reason } => assert!(reason.contains("older plugin"), "{reason}"),
+        other => panic!("expected NotQueued, got {other:?}"),
+    }
+
+    // A queued teardown survives a restart of the agent: the new one resumes it.
+    assert_eq!(served.ask(teardown()).await, Reply::Queued);
+    assert!(jobs.recv_timeout(Duration::from_secs(1)).is_ok());
+    served.shutdown().await;
+    drop(pods);
+    lab.set_links(&[&a.host_ifname, &b.host_ifname]);
+    let (queue, jobs) = std::sync::mpsc::channel::<TeardownJob>();
+    let restarted = lab.pod_network("node-1").with_teardowns(queue);
+    restarted.load().unwrap();
+    assert_eq!(jobs.try_recv().unwrap().handle, handle("c1"));
+    assert!(jobs.try_recv().is_err());
+    assert!(
+        restarted
+            .ipam_lookup(again.ips[0].addr())
+            .unwrap()
+            .allocation
+            .is_some()
+    );
+
+    // Without a worker the agent says so, and the plugin removes the veth itself.
+    let plain = lab.pod_network("node-1");
+    plain.load().unwrap();
+    let socket = lab.dir.path().join("run-plain/cni.sock");
+    let listener = cni_server::bind(&socket).unwrap();
+    let plain = Arc::new(plain);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(cni_server::serve(listener, plain.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let served = Served {
+        socket,
+        pods: plain,
+        stop,
+        task,
+    };
+    match served
+        .ask(Request::Teardown {
+            handle: handle("c2"),
+        })
+        .await
+    {
+        Reply::NotQueued { reason } => assert!(reason.contains("does not remove"), "{reason}"),
+        other => panic!("expected NotQueued, got {other:?}"),
+    }
     served.shutdown().await;
 }

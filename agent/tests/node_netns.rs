@@ -263,6 +263,7 @@ fn node_agent_programs_pods_and_survives_sigkill() {
         netns: "/var/run/netns/none".into(),
         ifname: "eth0".into(),
         host_ifname: link.clone(),
+        host_ifindex: None,
         container_mac: mac.clone(),
         ips: vec![a.ips[0].addr()],
     }));

@@ -50,6 +50,14 @@ pub enum Request {
         /// `<network>.<containerID>`.
         handle: String,
     },
+    /// DEL: the agent removes the pod's veth (by the host link's recorded ifindex) and releases
+    /// the handle's addresses once the link is gone. Answered `Queued`, or `NotQueued` when the
+    /// agent has no endpoint with a known host link for the handle (the plugin then removes the
+    /// veth itself and sends `Release`).
+    Teardown {
+        /// `<network>.<containerID>`.
+        handle: String,
+    },
     /// CHECK: does the agent still hold this handle with these addresses?
     Check {
         /// `<network>.<containerID>`.
@@ -120,6 +128,10 @@ pub struct EndpointInfo {
     pub ifname: String,
     /// Host-side link name.
     pub host_ifname: String,
+    /// Host-side link index in the node's namespace (the agent deletes the link by index at
+    /// DEL, so a newer link of the same name is never touched). Absent from older plugins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifindex: Option<u32>,
     /// Pod-side MAC (`aa:bb:cc:dd:ee:ff`).
     pub container_mac: String,
     /// The pod's addresses.
@@ -150,6 +162,14 @@ pub enum Reply {
     Assigned(Assigned),
     /// Answer to `EndpointReady`, `Release`, `Gc`, and a successful `Check`.
     Ok,
+    /// Answer to `Teardown`: the agent removes the veth, then releases the addresses.
+    Queued,
+    /// Answer to `Teardown`: the agent has nothing to remove for the handle; the plugin
+    /// removes the veth itself and sends `Release`.
+    NotQueued {
+        /// Why (for the plugin's log).
+        reason: String,
+    },
     /// Answer to `Status`.
     Status {
         /// The agent can serve ADDs.

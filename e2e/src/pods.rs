@@ -57,6 +57,8 @@ pub const SHIPPED_CONFLIST: &str = include_str!("../../manifests/cni/10-ginger.c
 const PLUGIN_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long a control-socket query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `PodNode::wait_torn_down` waits for the agent to remove a pod's veth after DEL.
+const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 static POD_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -800,11 +802,38 @@ impl PodNode {
     }
 
     /// DEL through the `ginger`-only list with the cached result as `prevResult` (libcni).
+    /// When DEL succeeds, this also waits until the agent has finished the teardown DEL handed
+    /// it (`wait_torn_down`), so callers can list the kernel and IPAM right away.
     pub fn del(&self, pod: &Pod) -> Result<CniOutput> {
+        let out = self.del_only(pod)?;
+        if out.success() {
+            self.wait_torn_down(pod.reference())?;
+        }
+        Ok(out)
+    }
+
+    /// DEL only: returns when the plugin has exited (the agent may still be removing the veth).
+    pub fn del_only(&self, pod: &Pod) -> Result<CniOutput> {
         let list = self.ginger_only()?;
         let conf = list.plugin_config(&list.plugins()[0], pod.result());
         self.cni()
             .plugin(&self.binaries.plugin, "DEL", pod.reference(), &conf)
+    }
+
+    /// Waits (up to 10 s) until `gingerctl get endpoints` no longer lists the pod: the agent
+    /// has removed its veth and released its addresses.
+    pub fn wait_torn_down(&self, pod: &PodRef) -> Result<()> {
+        wait_until(
+            TEARDOWN_TIMEOUT,
+            "the agent to finish the pod's teardown",
+            || {
+                let rows = self.endpoints().map_err(|e| e.to_string())?;
+                match rows.iter().find(|r| r.container_id == pod.container_id) {
+                    Some(r) => Err(format!("still listed (terminating: {})", r.terminating)),
+                    None => Ok(()),
+                }
+            },
+        )
     }
 
     /// Ask the agent over its control socket (what `gingerctl` does).

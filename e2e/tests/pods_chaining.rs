@@ -193,6 +193,7 @@ fn ginger_portmap_tuning_add_and_del_as_libcni_runs_them() {
         del.check()?;
         let order: Vec<&str> = del.steps.iter().map(|s| s.plugin.as_str()).collect();
         assert_eq!(order, ["tuning", "portmap", "ginger"]);
+        node.wait_torn_down(pod.reference())?;
         assert_eq!(link_names(pod.netns())?, ["lo"]);
         assert!(!link_names(node.netns())?.contains(&host));
         assert!(route_to(node.netns(), &ip.to_string())?.is_none());

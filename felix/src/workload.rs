@@ -4,8 +4,9 @@
 //! side as /32 (/128) with a link route to 169.254.1.1 and the default route via it, brings both
 //! ends up and adds the host route `<ip>/32 dev caliX scope link` with Ginger's protocol. Any
 //! failure undoes everything done so far (deleting the veth removes both ends and their routes).
-//! `teardown_workload` is idempotent; `inspect_workload` reads what exists (for CNI CHECK) and
-//! changes nothing. The caller's thread must be in the host namespace; this module never touches
+//! `teardown_workload` is idempotent; `remove_host_link` removes a pod's veth from the host
+//! side by link index (ginger-node's teardown after DEL); `inspect_workload` reads what exists
+//! (for CNI CHECK) and changes nothing. The caller's thread must be in the host namespace; this module never touches
 //! any other link.
 
 use std::fs::File;
@@ -478,6 +479,29 @@ pub fn teardown_workload(netns: &str, container_ifname: &str) -> Result<(), Work
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes a pod's veth from the host side, by the host link's index, in the calling thread's
+/// namespace (ginger-node's teardown after DEL). Returns whether this call removed it: a link
+/// that is gone, or whose index now names another link, is left alone (`false`), so a newer pod
+/// that reuses the name is never touched.
+pub fn remove_host_link(host_ifname: &str, host_ifindex: u32) -> Result<bool, WorkloadError> {
+    let mut sock = NlSocket::open().map_err(nl("open netlink in the host namespace"))?;
+    let mut req = LinkMessage::default();
+    req.header.index = host_ifindex;
+    let link = match sock.get(RouteNetlinkMessage::GetLink(req), "link lookup") {
+        Ok(RouteNetlinkMessage::NewLink(m)) => codec::link_from_message(&m),
+        Ok(_) => None,
+        Err(e) if e.errno() == Some(libc::ENODEV) => None,
+        Err(e) => return Err(nl(format!("look up link {host_ifindex}"))(e)),
+    };
+    match link {
+        Some(l) if l.name == host_ifname => {
+            delete_link(&mut sock, host_ifindex).map_err(nl(format!("delete {host_ifname}")))?;
+            Ok(true)
+        }
+        _ => Ok(false),
     }
 }
 

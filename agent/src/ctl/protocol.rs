@@ -200,6 +200,9 @@ pub struct EndpointRow {
     pub host_ifname: String,
     /// Pod-side MAC.
     pub mac: String,
+    /// DEL handed the teardown to the agent; the row goes once the veth is removed.
+    #[serde(default)]
+    pub terminating: bool,
 }
 
 /// A permanent neighbour entry felix programmed.
@@ -616,6 +619,7 @@ mod tests {
                 ips: vec!["10.244.0.5".parse().unwrap()],
                 host_ifname: "cali0123456789a".into(),
                 mac: "0a:58:0a:f4:00:05".into(),
+                terminating: false,
             }])),
             Ok(Reply::Fib(FibReport {
                 routes: vec!["blackhole 10.244.0.0/26 proto 97".into()],

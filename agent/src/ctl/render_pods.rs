@@ -131,11 +131,14 @@ pub fn endpoints(rows: &[EndpointRow]) -> String {
         (&a.namespace, &a.pod, &a.container_id).cmp(&(&b.namespace, &b.pod, &b.container_id))
     });
     for row in sorted {
-        let workload = if row.pod.is_empty() {
+        let mut workload = if row.pod.is_empty() {
             row.container_id.clone()
         } else {
             row.pod.clone()
         };
+        if row.terminating {
+            workload.push_str(" (terminating)");
+        }
         let networks: Vec<String> = row
             .ips
             .iter()
@@ -346,6 +349,7 @@ mod tests {
             ips: ip.split(',').map(|i| i.parse().unwrap()).collect(),
             host_ifname: link.into(),
             mac: "0a:58:0a:f4:00:05".into(),
+            terminating: false,
         };
         let rows = [
             row("kube-system", "coredns-1", "10.244.0.2", "cali1a2b3c4d5e6"),

@@ -187,6 +187,7 @@ fn plumb(
         netns: netns.to_string(),
         ifname: env.ifname.clone(),
         host_ifname: info.host_ifname.clone(),
+        host_ifindex: Some(info.host_ifindex),
         container_mac: info.container_mac.to_string(),
         ips: ips.clone(),
     });

@@ -133,6 +133,10 @@ fn answer(state: &Mutex<State>, envelope: Envelope) -> Reply {
                 },
             }
         }
+        // The stand-in never removes veths: the plugin's own DEL path runs.
+        Request::Teardown { .. } => Reply::NotQueued {
+            reason: "the test agent removes no veths".into(),
+        },
         Request::Release { handle } => {
             if let Some(a) = s.allocations.remove(&handle) {
                 s.give_back(a.ips);

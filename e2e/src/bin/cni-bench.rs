@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -22,6 +22,9 @@ use e2e::pods::{
 };
 use e2e::write_cluster;
 use serde_json::{Value, json};
+
+/// How long the bench waits, after the last DEL, for ginger-node to finish removing veths.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,6 +71,9 @@ impl Plugin {
 struct Samples {
     add: Vec<Duration>,
     del: Vec<Duration>,
+    /// Ginger only, one per run: from the last DEL's exit until ginger-node had removed every
+    /// veth and released every address (the teardown DEL hands over; not part of DEL's time).
+    drain: Vec<Duration>,
 }
 
 /// p50 and p99 (nearest rank) of a sample set.
@@ -104,6 +110,22 @@ fn ratio(a: Duration, b: Duration) -> String {
     } else {
         format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
     }
+}
+
+/// How long ginger-node took after the last DEL to remove the remaining veths.
+fn drain_line(drains: &[Duration], pods: usize) -> String {
+    if drains.is_empty() {
+        return String::new();
+    }
+    let p = percentiles(drains);
+    format!(
+        "Ginger's DEL hands the veth removal to ginger-node; after the last of {pods} DELs, \
+         ginger-node had removed every veth and released every address within {} (median of \
+         {} runs; max {}).\n",
+        ms(p.p50),
+        drains.len(),
+        ms(*drains.iter().max().unwrap_or(&Duration::ZERO))
+    )
 }
 
 /// The Markdown table of both plugins and the p50 ratios.
@@ -237,13 +259,18 @@ fn run() -> anyhow::Result<ExitCode> {
             };
             into.add.extend(samples.add);
             into.del.extend(samples.del);
+            into.drain.extend(samples.drain);
             if bench::stop_requested() {
                 bail!("interrupted");
             }
         }
     }
     let table = render_table(&ginger, &ptp);
-    let end = format!("\nLoad average at the end: {}\n", load_average());
+    let end = format!(
+        "\n{}\nLoad average at the end: {}\n",
+        drain_line(&ginger.drain, cli.pods),
+        load_average()
+    );
     print!("{table}{end}");
     report.push_str(&table);
     report.push_str(&end);
@@ -324,10 +351,24 @@ fn bench_ginger(binaries: &PodBinaries, dir: &Path, pods: usize) -> anyhow::Resu
             .del
             .push(timed(&cni, &binaries.plugin, "DEL", pod, &conf)?.0);
     }
-    let left = node.addresses_in_use()?;
-    if left != 0 {
-        bail!("{left} addresses still allocated after the DELs");
+    // Untimed for DEL, but measured: the agent's removal of the veths DEL handed it. The next
+    // run starts only once it is over, so it never overlaps the other plugin's run.
+    let after_last = Instant::now();
+    loop {
+        let cali = link_names(node.netns())?
+            .iter()
+            .filter(|l| l.starts_with("cali"))
+            .count();
+        let left = node.addresses_in_use()?;
+        if cali == 0 && left == 0 {
+            break;
+        }
+        if after_last.elapsed() > DRAIN_TIMEOUT {
+            bail!("{cali} pod links and {left} addresses left {DRAIN_TIMEOUT:?} after the DELs");
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
+    samples.drain.push(after_last.elapsed());
     Ok(samples)
 }
 
@@ -418,10 +459,12 @@ mod tests {
         let ginger = Samples {
             add: vec![d(2), d(4)],
             del: vec![d(3)],
+            drain: vec![d(40)],
         };
         let ptp = Samples {
             add: vec![d(8)],
             del: vec![d(12)],
+            drain: vec![],
         };
         let t = render_table(&ginger, &ptp);
         assert!(

@@ -82,7 +82,7 @@ pub struct TeardownJob {
 /// What felix and the speaker need to know about this node's pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeNetwork {
-    /// Ready endpoints, by handle.
+    /// Ready endpoints, by handle (not those whose teardown is in flight).
     pub endpoints: Arc<Vec<EndpointRecord>>,
     /// Blocks affine to this node (blackholed, exported as aggregates).
     pub owned: BTreeSet<IpNet>,
@@ -431,8 +431,16 @@ impl<S: BlockStore> PodNetwork<S> {
             borrowed,
             allocated,
         } = self.ipam.node_blocks();
+        // A terminating endpoint's routes go now: a new pod of the same name may already own
+        // a link of that name while the old one is still being removed.
         let endpoints = if endpoints_changed {
-            Arc::new(self.endpoints.all())
+            Arc::new(
+                self.endpoints
+                    .all()
+                    .into_iter()
+                    .filter(|e| !e.terminating)
+                    .collect(),
+            )
         } else {
             self.published.borrow().endpoints.clone()
         };
@@ -670,6 +678,7 @@ impl<S: BlockStore> PodNetwork<S> {
             return not_queued("the teardown worker has stopped".into());
         }
         tracing::debug!(handle = %handle, "teardown queued");
+        self.publish(true);
         Reply::Queued
     }
 

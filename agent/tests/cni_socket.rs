@@ -739,6 +739,8 @@ async fn teardown_is_queued_and_releases_only_when_the_link_is_gone() {
     let rows = pods.endpoint_rows();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].terminating);
+    // felix stops programming it (a new pod of the same name may reuse the link name).
+    assert!(pods.current().endpoints.is_empty());
     assert_eq!(served.ask(teardown()).await, Reply::Queued);
     assert!(jobs.try_recv().is_err());
     // CNI GC (the runtime no longer lists it) leaves a teardown in flight alone.

@@ -209,12 +209,10 @@ fn ginger_portmap_tuning_add_and_del_as_libcni_runs_them() {
     });
 }
 
-/// `tuning` with `mac` (a documented chaining: docs/cni.md says MAC changes by later plugins
-/// are fine) changes the pod's MAC after Ginger reported the endpoint; felix's permanent
-/// neighbour entry on the node keeps the MAC of ADD time, so the node's frames no longer reach
-/// the pod.
+/// `tuning` with `mac` (a documented chaining, docs/cni.md) changes the pod's MAC after Ginger
+/// reported the endpoint with the MAC of ADD time; felix's permanent neighbour entry on the node
+/// follows the MAC the pod's end of the veth has, so the node still reaches the pod.
 #[test]
-#[ignore = "bug: after tuning changes the pod MAC, felix's PERMANENT neighbour entry keeps the old MAC and the node cannot reach the pod"]
 fn a_pod_whose_mac_tuning_changed_stays_reachable() {
     scenario("pods-mac", |dir| {
         let node = start_node(dir)?;
@@ -237,6 +235,10 @@ fn a_pod_whose_mac_tuning_changed_stays_reachable() {
         // Give felix time to write its entry, then reach the pod from the node.
         node.wait_converged(Duration::from_secs(20))?;
         let neigh = node.netns().ip(&["neigh", "show", &ip.to_string()])?;
+        assert!(
+            neigh.contains(&format!("lladdr {TUNED_MAC}")) && neigh.contains("PERMANENT"),
+            "the node's entry for the pod does not carry the tuned MAC: {neigh}"
+        );
         assert!(
             ping(node.netns(), ip, 2, 2)?,
             "the node cannot reach the pod; its neighbour entry: {neigh}"

@@ -1,5 +1,6 @@
 //! Felix's vocabulary, as plain data: what the agent wants (`DesiredState`, `DesiredChange`) and
-//! what the kernel holds (`Route`, `NextHop`, `Neighbour`, `Link`). No I/O and no policy here:
+//! what the kernel holds (`Route`, `NextHop`, `Neighbour`, `Link`, and `LinkPeer`, the pod's end of
+//! a workload veth as seen from the node). No I/O and no policy here:
 //! `plan` turns desired state into kernel objects, `dataplane` moves kernel objects in and out of
 //! the kernel. Routes are keyed the way the kernel keys them in one table: destination + priority.
 
@@ -76,7 +77,10 @@ impl FromStr for MacAddr {
 pub struct WorkloadEndpoint {
     /// Host-side link name (`cali` + 11 hex), the endpoint's key.
     pub ifname: String,
-    /// The pod-side MAC; when known, IPv4 addresses get a permanent neighbour entry.
+    /// The pod-side MAC the plugin reported; when known, IPv4 addresses get a permanent
+    /// neighbour entry. Its lladdr is the MAC felix reads from the pod's end of the veth
+    /// (`LinkPeer`) whenever that can be read, since a later plugin (e.g. `tuning`) may change
+    /// it; this one only when it cannot.
     pub mac: Option<MacAddr>,
     /// The pod's addresses; each becomes a `/32` or `/128` route on `ifname`.
     pub ips: Vec<IpAddr>,
@@ -392,6 +396,17 @@ pub struct Link {
     /// Operationally up (`IFF_RUNNING` / `IFF_LOWER_UP`).
     pub running: bool,
     pub mtu: u32,
+    pub mac: Option<MacAddr>,
+}
+
+/// The far end of a veth whose near end is in this namespace and whose far end is in another
+/// (a workload link's pod-side `eth0`): that namespace's id as seen from here
+/// (`IFLA_LINK_NETNSID`), the far end's ifindex there (`IFLA_LINK`) and its MAC as last read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkPeer {
+    pub nsid: i32,
+    pub ifindex: u32,
+    /// `None` when the far end could not be read (gone, or its namespace has no id any more).
     pub mac: Option<MacAddr>,
 }
 

@@ -1,7 +1,9 @@
 //! `plan(desired, programmed, ctx) -> Plan`: the pure diff between what the agent wants and what
 //! the kernel holds. It decides which kernel route each desired object becomes (workload
 //! `/32 dev caliX scope link`, `blackhole <block>`, `<prefix> via <gw>` or ECMP), which desired
-//! routes cannot be programmed and why, and which owned kernel objects must go. It never does I/O:
+//! routes cannot be programmed and why, and which owned kernel objects must go. A workload's
+//! permanent neighbour entry carries the MAC its pod-side veth end has now (`Programmed::peers`)
+//! when that was read, else the MAC the endpoint reported. It never does I/O:
 //! next-hop resolutions and the grace-period set come in through `PlanContext`, ops go out to
 //! `Dataplane::apply`. Foreign routes (see `ownership`) are never in an op.
 
@@ -172,7 +174,9 @@ pub fn plan(desired: &DesiredState, programmed: &Programmed, ctx: &PlanContext<'
                 },
                 Some(l) => {
                     wanted.insert(dst, Route::workload(ip, l.index, protocol));
-                    if let (IpAddr::V4(_), Some(mac)) = (ip, w.mac) {
+                    if let (IpAddr::V4(_), Some(reported)) = (ip, w.mac) {
+                        // The pod's end as it is now beats the MAC the plugin reported at ADD.
+                        let mac = programmed.peer_mac(l.index).unwrap_or(reported);
                         let n = Neighbour {
                             ifindex: l.index,
                             ip,
@@ -328,7 +332,7 @@ fn source_of(desired: &DesiredState, dst: &IpNet) -> RouteSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{MacAddr, RemoteRoute, RouteKind, WorkloadEndpoint};
+    use crate::model::{LinkPeer, MacAddr, RemoteRoute, RouteKind, WorkloadEndpoint};
 
     const P: u8 = 97;
 
@@ -472,6 +476,43 @@ mod tests {
             ]
         );
         assert!(p.rejected.is_empty());
+    }
+
+    #[test]
+    fn neighbour_follows_the_pod_side_mac_and_falls_back_to_the_reported_one() {
+        let reported: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+        let tuned: MacAddr = "c2:aa:bb:cc:dd:ee".parse().unwrap();
+        let neighbour = |mac| Neighbour {
+            ifindex: 10,
+            ip: ip("10.0.0.1"),
+            mac,
+            permanent: true,
+        };
+        let mut d = DesiredState::default();
+        d.workloads
+            .insert("caliA".into(), wep("caliA", &["10.0.0.1"], Some(reported)));
+        d.workloads
+            .insert("caliB".into(), wep("caliB", &["10.0.0.2"], None));
+        let f = Fixture::new();
+        let mut k = kernel();
+        k.record(&Op::AddRoute(Route::workload(ip("10.0.0.1"), 10, P)));
+        k.record(&Op::AddRoute(Route::workload(ip("10.0.0.2"), 11, P)));
+        k.record(&Op::SetNeighbour(neighbour(reported)));
+        let peer = |ifindex, mac| LinkPeer {
+            nsid: 3,
+            ifindex,
+            mac,
+        };
+        // The pod's end now has another MAC (a later CNI plugin changed it): replace the entry.
+        k.set_peer(10, Some(peer(2, Some(tuned))));
+        // An endpoint that reported no MAC gets no entry, whatever its far end has.
+        k.set_peer(11, Some(peer(4, Some(reported))));
+        assert_eq!(f.plan(&d, &k).ops, vec![Op::SetNeighbour(neighbour(tuned))]);
+        // The far end cannot be read (gone, namespace without an id): the reported MAC stays.
+        k.set_peer(10, Some(peer(2, None)));
+        assert_eq!(f.plan(&d, &k), Plan::default());
+        k.set_peer(10, None);
+        assert_eq!(f.plan(&d, &k), Plan::default());
     }
 
     #[test]

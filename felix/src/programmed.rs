@@ -1,6 +1,7 @@
 //! `Programmed`: felix's cache of what the kernel holds — links, every main-table route (foreign
-//! routes too, because they can block a destination) and the permanent neighbour entries on
-//! workload links. It is filled from dataplane dumps and updated op by op after `apply`; it never
+//! routes too, because they can block a destination), the permanent neighbour entries on
+//! workload links, and the pod-side end (`LinkPeer`, with its current MAC) of each workload link.
+//! It is filled from dataplane dumps and reads and updated op by op after `apply`; it never
 //! talks to the kernel itself and holds no desired state.
 
 use std::collections::BTreeMap;
@@ -8,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::model::{Link, Neighbour, Route};
+use crate::model::{Link, LinkPeer, MacAddr, Neighbour, Route};
 use crate::plan::Op;
 
 /// A cache of the kernel's state as last read or written.
@@ -20,6 +21,9 @@ pub struct Programmed {
     pub routes: BTreeMap<IpNet, Vec<Route>>,
     /// Permanent neighbour entries by (address, ifindex).
     pub neighbours: BTreeMap<(IpAddr, u32), Neighbour>,
+    /// The far (pod-side) end of workload links, by the near link's ifindex; links whose far
+    /// end is not in another namespace, or was never read, are absent.
+    pub peers: BTreeMap<u32, LinkPeer>,
 }
 
 impl Programmed {
@@ -36,6 +40,31 @@ impl Programmed {
             p.neighbours.insert((n.ip, n.ifindex), n);
         }
         p
+    }
+
+    /// The MAC the far end of link `index` has now, when it could be read.
+    pub fn peer_mac(&self, index: u32) -> Option<MacAddr> {
+        self.peers.get(&index).and_then(|p| p.mac)
+    }
+
+    /// The link in this namespace whose far end is link `ifindex` of namespace `nsid`.
+    pub fn link_of_peer(&self, nsid: i32, ifindex: u32) -> Option<u32> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.nsid == nsid && p.ifindex == ifindex)
+            .map(|(index, _)| *index)
+    }
+
+    /// Records what was read about the far end of link `index` (`None`: it has none).
+    pub fn set_peer(&mut self, index: u32, peer: Option<LinkPeer>) {
+        match peer {
+            Some(p) => {
+                self.peers.insert(index, p);
+            }
+            None => {
+                self.peers.remove(&index);
+            }
+        }
     }
 
     /// Finds a link by name.
@@ -64,7 +93,8 @@ impl Programmed {
 
     /// Replaces everything cached about one link with a fresh per-link dump. Routes that also
     /// use other links stay cached unless the dump returned them (the dump is authoritative for
-    /// every route that touches the link).
+    /// every route that touches the link). The far end is recorded apart (`set_peer`); a link
+    /// that is gone loses it here.
     pub fn refresh_link(
         &mut self,
         link: Option<Link>,
@@ -78,6 +108,7 @@ impl Programmed {
             }
             None => {
                 self.links.remove(&index);
+                self.peers.remove(&index);
             }
         }
         for slot in self.routes.values_mut() {
@@ -166,10 +197,25 @@ mod tests {
             vec![a, b.clone()],
             vec![n],
         );
+        let peer = |ifindex, mac| LinkPeer {
+            nsid: 7,
+            ifindex,
+            mac,
+        };
+        p.set_peer(3, Some(peer(2, Some(MacAddr([2, 0, 0, 0, 0, 3])))));
+        p.set_peer(4, Some(peer(5, None)));
+        assert_eq!(p.link_of_peer(7, 2), Some(3));
+        assert_eq!(p.link_of_peer(8, 2), None, "same ifindex, other namespace");
+        assert_eq!(p.peer_mac(3), Some(MacAddr([2, 0, 0, 0, 0, 3])));
+        assert_eq!(p.peer_mac(4), None, "unreadable far end");
         p.refresh_link(None, 3, vec![], vec![]);
         assert_eq!(p.all_routes().collect::<Vec<_>>(), vec![&b]);
         assert!(p.neighbours.is_empty());
         assert!(!p.links.contains_key(&3));
         assert!(p.links.contains_key(&4));
+        assert_eq!(p.link_of_peer(7, 2), None, "the far end goes with its link");
+        assert_eq!(p.link_of_peer(7, 5), Some(4));
+        p.set_peer(4, None);
+        assert!(p.peers.is_empty());
     }
 }

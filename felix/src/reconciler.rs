@@ -2,7 +2,10 @@
 //! synchronous heart (time passed in, one `step` at a time): full resync at start, on a timer and
 //! after any error or monitor overrun; per-link resync on link events; a grace period before
 //! deleting routes on a new workload link with no endpoint; per-link sysctls; plan → apply →
-//! cache update. `ReconcilerHandle::spawn` runs it on its own thread with a current-thread tokio
+//! cache update. Both resyncs also read the pod-side end of each workload veth (its MAC, for the
+//! neighbour entry), and a change of that end's MAC seen by the monitor in the pod's namespace
+//! is a per-link resync of the workload link, so a MAC set by a later CNI plugin is followed at
+//! once. `ReconcilerHandle::spawn` runs it on its own thread with a current-thread tokio
 //! runtime, the link monitor and a command channel that coalesces bursts into one batch. It never
 //! flushes anything on exit: dropping the handle just stops the loop.
 
@@ -17,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::dataplane::netlink::NetlinkDataplane;
 use crate::dataplane::{Dataplane, DataplaneError};
-use crate::model::{DesiredChange, DesiredState, Neighbour, Resolution, Route};
+use crate::model::{DesiredChange, DesiredState, Link, Neighbour, Resolution, Route};
 use crate::monitor::{LinkEvent, LinkMonitor};
 use crate::netns::NetnsError;
 use crate::nlsock::NetlinkError;
@@ -237,6 +240,16 @@ impl<D: Dataplane> ReconcilerCore<D> {
                 self.deleted_links.insert(index);
                 self.dirty_links.remove(&index);
             }
+            LinkEvent::ChangedElsewhere { nsid, link } => {
+                // Only the far end of a workload link matters, and only when its MAC changed;
+                // one not known yet is read when its near end's own event is handled.
+                if let Some(index) = self.programmed.link_of_peer(nsid, link.index)
+                    && self.programmed.peers.get(&index).map(|p| p.mac) != Some(link.mac)
+                {
+                    debug!(link = index, nsid, mac = ?link.mac, "pod-side end changed its MAC");
+                    self.dirty_links.insert(index);
+                }
+            }
         }
     }
 
@@ -341,6 +354,8 @@ impl<D: Dataplane> ReconcilerCore<D> {
         let routes = self.dp.list_routes(None)?;
         let neighbours = self.dp.list_neighbours(None)?;
         self.programmed = Programmed::from_dumps(links, routes, neighbours);
+        let workload_links = self.workload_links(self.programmed.links.values());
+        self.programmed.peers = self.dp.read_peers(&workload_links)?;
         self.first_seen
             .retain(|i, _| self.programmed.links.contains_key(i));
         for (i, l) in &self.programmed.links {
@@ -381,6 +396,9 @@ impl<D: Dataplane> ReconcilerCore<D> {
                 .into_iter()
                 .map(|l| (l.index, l))
                 .collect();
+            let workload_links =
+                self.workload_links(dirty.iter().filter_map(|index| links.get(index)));
+            let mut peers = self.dp.read_peers(&workload_links)?;
             for index in dirty {
                 let link = links.get(&index).cloned();
                 let (routes, neighbours) = match &link {
@@ -404,6 +422,7 @@ impl<D: Dataplane> ReconcilerCore<D> {
                 }
                 self.programmed
                     .refresh_link(link, index, routes, neighbours);
+                self.programmed.set_peer(index, peers.remove(&index));
                 self.metrics.link_resyncs.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -411,6 +430,14 @@ impl<D: Dataplane> ReconcilerCore<D> {
         self.resolve_all = true;
         self.need_plan = true;
         Ok(())
+    }
+
+    /// The ifindexes of the workload links among `links`.
+    fn workload_links<'a>(&self, links: impl Iterator<Item = &'a Link>) -> Vec<u32> {
+        links
+            .filter(|l| self.cfg.ownership.is_workload_link(&l.name))
+            .map(|l| l.index)
+            .collect()
     }
 
     fn resolve_next_hops(&mut self) -> Result<(), DataplaneError> {

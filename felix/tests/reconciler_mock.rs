@@ -33,6 +33,11 @@ fn gw(g: &str, ifindex: u32) -> NextHop {
 }
 
 const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+/// The MAC a later CNI plugin (`tuning`) gives a pod's `eth0`.
+const MAC_TUNED: MacAddr = MacAddr([0xc2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+/// caliA's pod namespace id as seen from the node, and its `eth0`'s ifindex there.
+const POD_NSID: i32 = 3;
+const POD_IFINDEX: u32 = 2;
 
 /// The foreign routes that must survive everything.
 fn foreign_routes(eth0: u32) -> Vec<Route> {
@@ -62,9 +67,13 @@ fn setup() -> (MockKernel, DesiredState) {
         let mut k = kernel.state();
         k.add_link("lo", true);
         let eth0 = k.add_link("eth0", true);
-        let _cali_a = k.add_link("caliA", true);
+        let cali_a = k.add_link("caliA", true);
         let cali_b = k.add_link("caliB", true);
         let cali_c = k.add_link("caliC", true);
+        // The pods' ends of the veths: caliA's has the MAC its endpoint reports; caliB's
+        // endpoint reports none, so its far end's MAC must not create an entry.
+        k.set_peer(cali_a, POD_NSID, POD_IFINDEX, Some(MAC_A));
+        k.set_peer(cali_b, POD_NSID + 1, POD_IFINDEX, Some(MAC_TUNED));
         k.local_addrs.insert(ip("192.0.2.10"));
         for r in foreign_routes(eth0) {
             k.put_route(r);
@@ -275,6 +284,11 @@ fn scenarios() -> Vec<Scenario> {
             fail: |f, _| f.next_sysctl_write = true,
             after_first_step: None,
         },
+        Scenario {
+            name: "reading the pods' veth ends fails",
+            fail: |f, _| f.next_peer_read = true,
+            after_first_step: None,
+        },
     ]
 }
 
@@ -345,6 +359,126 @@ fn monitor_overrun_triggers_full_resync_that_repairs_unseen_changes() {
     core.step(now + Duration::from_millis(10));
     assert_eq!(metrics.snapshot().full_resyncs, before + 1);
     assert_converged(&kernel, "after overrun");
+}
+
+/// The pod's `eth0` as the monitor reports it from the pod's namespace.
+fn pod_eth0(mac: Option<MacAddr>) -> felix::Link {
+    felix::Link {
+        index: POD_IFINDEX,
+        name: "eth0".into(),
+        up: true,
+        running: true,
+        mtu: 1500,
+        mac,
+    }
+}
+
+fn neighbour_mac(kernel: &MockKernel, ip_addr: &str) -> Option<MacAddr> {
+    let k = kernel.state();
+    k.neighbours
+        .values()
+        .find(|n| n.ip == ip(ip_addr))
+        .map(|n| n.mac)
+}
+
+#[test]
+fn pod_side_mac_change_replaces_the_neighbour_at_once() {
+    let (kernel, desired) = setup();
+    let t0 = Instant::now();
+    let metrics = Arc::new(Metrics::default());
+    let mut core = ReconcilerCore::new(kernel.dataplane(), config(), metrics.clone(), t0);
+    core.set_desired(desired);
+    let now = run_for(&mut core, t0, 20);
+    assert_converged(&kernel, "before");
+    let before = metrics.snapshot();
+    let cali_a = kernel.state().link_index("caliA").unwrap();
+    // Events that change nothing about a workload's far end cause no work: another namespace's
+    // link with the same ifindex, and caliA's far end going up with its MAC unchanged.
+    core.on_link_event(LinkEvent::ChangedElsewhere {
+        nsid: 9,
+        link: pod_eth0(Some(MAC_TUNED)),
+    });
+    core.on_link_event(LinkEvent::ChangedElsewhere {
+        nsid: POD_NSID,
+        link: pod_eth0(Some(MAC_A)),
+    });
+    core.step(now);
+    assert_eq!(metrics.snapshot(), before, "unrelated events did work");
+    // `tuning` sets the pod's MAC after the endpoint was reported.
+    kernel.state().set_peer_mac(cali_a, Some(MAC_TUNED));
+    core.on_link_event(LinkEvent::ChangedElsewhere {
+        nsid: POD_NSID,
+        link: pod_eth0(Some(MAC_TUNED)),
+    });
+    core.step(now + Duration::from_millis(10));
+    assert_eq!(neighbour_mac(&kernel, "10.0.0.1"), Some(MAC_TUNED));
+    let after = metrics.snapshot();
+    assert_eq!(after.full_resyncs, before.full_resyncs, "no full resync");
+    assert_eq!(
+        after.link_resyncs,
+        before.link_resyncs + 1,
+        "one per-link resync"
+    );
+    assert_eq!(
+        after.ops_applied,
+        before.ops_applied + 1,
+        "one neighbour replaced"
+    );
+    assert_eq!(
+        neighbour_mac(&kernel, "10.0.0.2"),
+        None,
+        "caliB reported no MAC"
+    );
+}
+
+#[test]
+fn a_missed_pod_side_mac_change_is_repaired_by_the_periodic_resync() {
+    let (kernel, desired) = setup();
+    let t0 = Instant::now();
+    let mut core = ReconcilerCore::new(
+        kernel.dataplane(),
+        config(),
+        Arc::new(Metrics::default()),
+        t0,
+    );
+    core.set_desired(desired);
+    run_for(&mut core, t0, 20);
+    let cali_a = kernel.state().link_index("caliA").unwrap();
+    kernel.state().set_peer_mac(cali_a, Some(MAC_TUNED));
+    core.step(t0 + Duration::from_secs(91));
+    assert_eq!(neighbour_mac(&kernel, "10.0.0.1"), Some(MAC_TUNED));
+}
+
+#[test]
+fn unreadable_pod_side_mac_keeps_the_reported_one() {
+    let (kernel, desired) = setup();
+    let cali_a = kernel.state().link_index("caliA").unwrap();
+    kernel.state().set_peer_mac(cali_a, Some(MAC_TUNED));
+    let t0 = Instant::now();
+    let mut core = ReconcilerCore::new(
+        kernel.dataplane(),
+        config(),
+        Arc::new(Metrics::default()),
+        t0,
+    );
+    core.set_desired(desired);
+    let now = run_for(&mut core, t0, 20);
+    assert_eq!(
+        neighbour_mac(&kernel, "10.0.0.1"),
+        Some(MAC_TUNED),
+        "the pod-side MAC wins over the reported one"
+    );
+    // The far end can no longer be read (its namespace lost its id): back to what was reported.
+    kernel.state().set_peer_mac(cali_a, None);
+    core.request_full_resync();
+    core.step(now);
+    assert_eq!(neighbour_mac(&kernel, "10.0.0.1"), Some(MAC_A));
+    // A veth with no far end in another namespace at all: the same.
+    kernel.state().peers.clear();
+    kernel.state().set_peer_mac(cali_a, Some(MAC_TUNED));
+    core.request_full_resync();
+    core.step(now + Duration::from_millis(10));
+    assert_converged(&kernel, "without far ends");
 }
 
 #[test]

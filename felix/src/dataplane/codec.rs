@@ -262,6 +262,37 @@ pub fn neighbour_dump_request(family: AddressFamily, ifindex: Option<u32>) -> Ne
     m
 }
 
+/// The far end of a veth-like link whose far end is in another namespace: that namespace's id
+/// here (`IFLA_LINK_NETNSID`) and the far end's ifindex there (`IFLA_LINK`).
+pub fn link_peer_of(m: &LinkMessage) -> Option<(i32, u32)> {
+    let mut nsid = None;
+    let mut peer = None;
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::LinkNetNsId(id) => nsid = Some(*id),
+            LinkAttribute::Link(index) => peer = Some(*index),
+            _ => {}
+        }
+    }
+    // A negative id is NETNSA_NSID_NOT_ASSIGNED; ifindex 0 is no link.
+    Some((nsid.filter(|id| *id >= 0)?, peer.filter(|i| *i != 0)?))
+}
+
+/// `RTM_GETLINK` of link `index` in the calling namespace.
+pub fn link_get_request(index: u32) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m
+}
+
+/// `RTM_GETLINK` of link `index` in the namespace that has id `nsid` here
+/// (`IFLA_TARGET_NETNSID`, Linux 4.20+).
+pub fn link_get_in_namespace_request(nsid: i32, index: u32) -> LinkMessage {
+    let mut m = link_get_request(index);
+    m.attributes.push(LinkAttribute::IfNetnsId(nsid));
+    m
+}
+
 /// Decodes a link message.
 pub fn link_from_message(m: &LinkMessage) -> Option<Link> {
     let mut name = None;
@@ -356,6 +387,26 @@ mod tests {
                     "10.1.0.0".parse().unwrap()
                 )))
         );
+    }
+
+    #[test]
+    fn far_end_of_a_veth_in_another_namespace() {
+        let mut m = link_get_request(9);
+        assert_eq!(link_peer_of(&m), None, "no IFLA_LINK");
+        m.attributes.push(LinkAttribute::Link(2));
+        assert_eq!(link_peer_of(&m), None, "far end in this namespace");
+        m.attributes.push(LinkAttribute::LinkNetNsId(-1));
+        assert_eq!(link_peer_of(&m), None, "no id assigned");
+        m.attributes
+            .retain(|a| !matches!(a, LinkAttribute::LinkNetNsId(_)));
+        m.attributes.push(LinkAttribute::LinkNetNsId(4));
+        let mut buf = vec![0u8; m.buffer_len()];
+        m.emit(&mut buf);
+        let parsed = LinkMessage::parse(&buf[..]).unwrap();
+        assert_eq!(link_peer_of(&parsed), Some((4, 2)));
+        let req = link_get_in_namespace_request(4, 2);
+        assert_eq!(req.header.index, 2);
+        assert_eq!(req.attributes, vec![LinkAttribute::IfNetnsId(4)]);
     }
 
     #[test]

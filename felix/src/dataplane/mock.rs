@@ -1,6 +1,7 @@
 //! `MockDataplane`: an in-memory kernel behind the `Dataplane` trait, for reconciler tests. It
 //! mimics the kernel behaviours felix relies on (ENODEV for a missing link, ENETDOWN for a down
-//! one, EEXIST on add over an existing key, routes and neighbours vanishing with their link) and
+//! one, EEXIST on add over an existing key, routes and neighbours vanishing with their link),
+//! keeps the far (pod-side) ends of workload veths with their MACs (`KernelState::peers`), and
 //! injects one-shot failures (Calico's `mocknetlink` `FailFlags`). Tests share the kernel through
 //! `MockKernel` handles to change it behind the reconciler's back and to inspect it.
 
@@ -9,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Dataplane, DataplaneError, OpError, interpret_lookup};
-use crate::model::{Link, Neighbour, RT_TABLE_MAIN, Resolution, Route};
+use crate::model::{Link, LinkPeer, MacAddr, Neighbour, RT_TABLE_MAIN, Resolution, Route};
 use crate::nlsock::NetlinkError;
 use crate::plan::Op;
 
@@ -38,6 +39,8 @@ pub struct FailFlags {
     pub next_resolve: bool,
     /// The next sysctl write fails.
     pub next_sysctl_write: bool,
+    /// The next read of veth far ends fails.
+    pub next_peer_read: bool,
 }
 
 /// The in-memory kernel state.
@@ -46,6 +49,9 @@ pub struct KernelState {
     pub links: BTreeMap<u32, Link>,
     pub routes: Vec<Route>,
     pub neighbours: BTreeMap<(IpAddr, u32), Neighbour>,
+    /// The far end of veth links whose far end is "in another namespace", by the near link's
+    /// ifindex (`mac: None`: the far end cannot be read).
+    pub peers: BTreeMap<u32, LinkPeer>,
     /// Addresses configured on this "host" (lookups of them resolve as local).
     pub local_addrs: BTreeSet<IpAddr>,
     pub sysctls: BTreeMap<String, String>,
@@ -81,8 +87,28 @@ impl KernelState {
         index
     }
 
-    /// Deletes a link and, as the kernel does, every route and neighbour entry using it.
+    /// Gives link `index` a far end: link `peer_index` in the namespace with id `nsid`.
+    pub fn set_peer(&mut self, index: u32, nsid: i32, peer_index: u32, mac: Option<MacAddr>) {
+        let peer = LinkPeer {
+            nsid,
+            ifindex: peer_index,
+            mac,
+        };
+        self.peers.insert(index, peer);
+    }
+
+    /// Changes (or, with `None`, makes unreadable) the MAC of link `index`'s far end, as a
+    /// later CNI plugin (`tuning`) or a vanished pod namespace would.
+    pub fn set_peer_mac(&mut self, index: u32, mac: Option<MacAddr>) {
+        if let Some(p) = self.peers.get_mut(&index) {
+            p.mac = mac;
+        }
+    }
+
+    /// Deletes a link and, as the kernel does, every route and neighbour entry using it (and,
+    /// being one end of a veth, its far end).
     pub fn delete_link(&mut self, index: u32) {
+        self.peers.remove(&index);
         if let Some(link) = self.links.remove(&index) {
             for (key, _) in crate::sysctl::workload_link_sysctls(&link.name) {
                 self.sysctls.remove(&key);
@@ -272,6 +298,18 @@ impl Dataplane for MockDataplane {
             .values()
             .filter(|n| ifindex.is_none_or(|i| n.ifindex == i))
             .copied()
+            .collect())
+    }
+
+    fn read_peers(&mut self, links: &[u32]) -> Result<BTreeMap<u32, LinkPeer>, DataplaneError> {
+        let mut k = self.kernel.state();
+        if std::mem::take(&mut k.fail.next_peer_read) {
+            return Err(injected("link lookup"));
+        }
+        Ok(links
+            .iter()
+            .filter(|i| k.links.contains_key(i))
+            .filter_map(|i| Some((*i, *k.peers.get(i)?)))
             .collect())
     }
 

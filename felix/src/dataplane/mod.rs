@@ -1,5 +1,5 @@
-//! The `Dataplane` trait: the one door to the kernel (dump links, routes and neighbours, resolve a
-//! next hop, apply ops, read and write sysctls). `netlink` implements it against the real kernel
+//! The `Dataplane` trait: the one door to the kernel (dump links, routes and neighbours, read the
+//! far ends of workload veths, resolve a next hop, apply ops, read and write sysctls). `netlink` implements it against the real kernel
 //! of the calling thread's network namespace; `mock` implements it in memory with failure
 //! injection. Nothing here decides what to write: ops come from `plan`.
 
@@ -7,9 +7,10 @@ pub mod codec;
 pub mod mock;
 pub mod netlink;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::model::{Link, Neighbour, Resolution, Route, RouteKind};
+use crate::model::{Link, LinkPeer, Neighbour, Resolution, Route, RouteKind};
 use crate::nlsock::NetlinkError;
 use crate::plan::Op;
 
@@ -69,6 +70,10 @@ pub trait Dataplane {
     fn list_routes(&mut self, oif: Option<u32>) -> Result<Vec<Route>, DataplaneError>;
     /// Neighbour entries of both families; with `ifindex`, only that link's.
     fn list_neighbours(&mut self, ifindex: Option<u32>) -> Result<Vec<Neighbour>, DataplaneError>;
+    /// For each of `links`, the far end of the veth when it is in another namespace, with the
+    /// MAC it has now (read in that namespace, `IFLA_TARGET_NETNSID`). Links that are gone or
+    /// have no such far end are absent; a far end whose MAC cannot be read has `mac: None`.
+    fn read_peers(&mut self, links: &[u32]) -> Result<BTreeMap<u32, LinkPeer>, DataplaneError>;
     /// Resolves a next hop through the FIB (see `interpret_lookup`).
     fn resolve(&mut self, next_hop: IpAddr, own_protocol: u8)
     -> Result<Resolution, DataplaneError>;

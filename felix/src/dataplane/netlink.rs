@@ -1,10 +1,12 @@
 //! `NetlinkDataplane`: the real kernel of the calling thread's network namespace. Ops become
 //! `RTM_NEWROUTE`/`RTM_DELROUTE`/`RTM_NEWNEIGH`/`RTM_DELNEIGH` requests sent many per `sendmsg`
 //! (`NlSocket::batch`), each ACK or error matched to its op by sequence number. "Already gone" on
-//! delete and "already there, identical" on add count as success. Sysctls are files under
+//! delete and "already there, identical" on add count as success. The far end of a workload veth
+//! is found with two `RTM_GETLINK`s: the near link's `IFLA_LINK`/`IFLA_LINK_NETNSID`, then that
+//! ifindex inside the other namespace via `IFLA_TARGET_NETNSID`. Sysctls are files under
 //! `/proc/sys`, which the kernel resolves in the calling thread's namespace.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
@@ -13,7 +15,7 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::codec;
 use super::{Dataplane, DataplaneError, OpError, interpret_lookup};
-use crate::model::{Link, Neighbour, RT_TABLE_MAIN, Resolution, Route};
+use crate::model::{Link, LinkPeer, Neighbour, RT_TABLE_MAIN, Resolution, Route};
 use crate::nlsock::{AckMode, NetlinkError, NlSocket, Reply};
 use crate::plan::Op;
 
@@ -126,6 +128,39 @@ impl Dataplane for NetlinkDataplane {
         }
         if let Some(i) = ifindex {
             out.retain(|n| n.ifindex == i);
+        }
+        Ok(out)
+    }
+
+    fn read_peers(&mut self, links: &[u32]) -> Result<BTreeMap<u32, LinkPeer>, DataplaneError> {
+        let mut out = BTreeMap::new();
+        for &index in links {
+            let req = RouteNetlinkMessage::GetLink(codec::link_get_request(index));
+            let near = match self.sock.get(req, "link lookup") {
+                Ok(RouteNetlinkMessage::NewLink(m)) => m,
+                Ok(_) => continue,
+                // The link vanished since the dump; its event follows.
+                Err(e) if e.errno() == Some(libc::ENODEV) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Some((nsid, ifindex)) = codec::link_peer_of(&near) else {
+                continue;
+            };
+            let req =
+                RouteNetlinkMessage::GetLink(codec::link_get_in_namespace_request(nsid, ifindex));
+            let mac = match self.sock.get(req, "far-end link lookup") {
+                Ok(RouteNetlinkMessage::NewLink(m)) => {
+                    codec::link_from_message(&m).and_then(|l| l.mac)
+                }
+                Ok(_) => None,
+                // Gone (ENODEV) or its namespace lost its id (EINVAL): the reported MAC stays.
+                Err(NetlinkError::Kernel { errno, .. }) => {
+                    tracing::debug!(link = index, nsid, ifindex, errno, "far end unreadable");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            out.insert(index, LinkPeer { nsid, ifindex, mac });
         }
         Ok(out)
     }

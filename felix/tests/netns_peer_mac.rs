@@ -1,8 +1,10 @@
 //! The pod-side MAC against a real kernel, in a "node" and a "pod" namespace this test creates
 //! and deletes: felix's permanent neighbour entry for a workload carries the MAC the pod's end of
-//! the veth has (not the stale one the endpoint reports), and when something in the pod's namespace changes that MAC after the endpoint
-//! was reported (as the `tuning` CNI plugin does), the entry follows within a second — driven by
-//! the link event from the pod's namespace, with no resync timer in play.
+//! the veth has (not the stale one the endpoint reports), and when something in the pod's
+//! namespace changes that MAC after the endpoint was reported (as the `tuning` CNI plugin does),
+//! the entry follows within a second — driven by the link event from the pod's namespace, with
+//! no resync timer in play. A node namespace that has an id for itself still gets its own link
+//! events handled as its own.
 
 mod common;
 
@@ -131,5 +133,55 @@ fn netns_neighbour_follows_the_pod_side_mac() {
     ip(&other, "link set eth0 address 02:00:00:00:00:99");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(neighbour_mac(&node), Some(again));
+    handle.shutdown();
+}
+
+/// A node namespace with an id for itself (`ip netns set`) while felix listens to every
+/// namespace: its own link events must still count as its own (kernel 6.18 does not tag them with
+/// that id; this guards against a kernel or a change here that would): a workload link whose route was deleted by hand gets it back
+/// from the per-link resync its next event triggers, with no resync timer in play.
+#[test]
+fn netns_own_events_count_when_the_node_has_an_id_for_itself() {
+    let node = Netns::create("fx-selfid-node").expect("node namespace");
+    let pod = Netns::create("fx-selfid-pod").expect("pod namespace");
+    ip(&node, &format!("netns set {} 7", node.name()));
+    ip(
+        &node,
+        &format!(
+            "link add {CALI} type veth peer name eth0 netns {}",
+            pod.name()
+        ),
+    );
+    ip(&node, &format!("link set {CALI} up"));
+    ip(&pod, "link set eth0 up");
+    let handle = ReconcilerHandle::spawn(ReconcilerConfig {
+        netns: Some(node.name().to_string()),
+        resync_interval: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .expect("reconciler");
+    let mut desired = DesiredState::default();
+    desired.workloads.insert(
+        CALI.into(),
+        WorkloadEndpoint {
+            ifname: CALI.into(),
+            mac: Some(link_mac(&pod, "eth0")),
+            ips: vec![POD_IP.parse::<IpAddr>().unwrap()],
+        },
+    );
+    handle.set_desired(desired);
+    let has_route = || common::route(&node, "-4", POD_IP).is_some();
+    assert!(wait_for(Duration::from_secs(10), has_route), "no pod route");
+    let before = handle.metrics();
+    // The route deleted by hand (no event), then a change only the node's namespace sees: its
+    // per-link resync puts the route back.
+    ip(&node, &format!("route del {POD_IP}/32 dev {CALI}"));
+    assert!(!has_route());
+    ip(&node, &format!("link set {CALI} alias bounced"));
+    assert!(
+        wait_for(Duration::from_secs(2), has_route),
+        "the node's own link event was not handled as its own"
+    );
+    assert_eq!(handle.metrics().full_resyncs, before.full_resyncs);
     handle.shutdown();
 }

@@ -2,14 +2,15 @@
 //! (`Teardown` on the CNI socket), then has `PodNetwork::finish_teardown` release their
 //! addresses — so an address is never reused while a link or route still points at the old pod.
 //!
-//! Owns: one thread, its queue and its retries (a failed removal or release is retried with
-//! backoff, up to 30 s apart, until it succeeds). Must not: decide what to remove (the pod
-//! network queues jobs for endpoints it recorded) or touch any link but the job's: felix's
-//! `remove_host_link` deletes by index and only when that index still carries the recorded
-//! name. Why a worker at all: the kernel's veth removal blocks its caller for ~18 ms of RCU
-//! grace periods, which DEL no longer waits for. Runs in the agent's (the node's) namespace.
+//! Owns: one thread, its queue, batching and retries. Every job queued while a batch was being
+//! removed goes into the next batch, which felix's `remove_host_links` deletes in one kernel
+//! unregistration; a failed removal or release is retried with backoff, up to 30 s apart, until
+//! it succeeds. Must not: decide what to remove (the pod network queues jobs for endpoints it
+//! recorded) or touch any link but the jobs': felix deletes by index and only when that index
+//! still carries the recorded name. Why a worker at all: the kernel's veth removal blocks its
+//! caller for ~18 ms of RCU grace periods, which DEL no longer waits for. Runs in the agent's
+//! (the node's) namespace.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -42,50 +43,71 @@ struct Retry {
 }
 
 fn run<S: BlockStore>(pods: &PodNetwork<S>, jobs: &Receiver<TeardownJob>) {
-    let mut retries: VecDeque<Retry> = VecDeque::new();
+    let mut retries: Vec<Retry> = Vec::new();
     loop {
-        let next = match retries.iter().map(|r| r.at).min() {
+        let first = match retries.iter().map(|r| r.at).min() {
             None => match jobs.recv() {
-                Ok(job) => Some((job, FIRST_BACKOFF)),
+                Ok(job) => Some(job),
                 Err(_) => return,
             },
             Some(at) => match jobs.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                Ok(job) => Some((job, FIRST_BACKOFF)),
+                Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             },
         };
-        let due: Vec<Retry> = {
-            let now = Instant::now();
-            let (due, later): (Vec<Retry>, Vec<Retry>) =
-                retries.drain(..).partition(|r| r.at <= now);
-            retries.extend(later);
-            due
-        };
-        let work = next
+        // Everything queued meanwhile goes in the same batch: one kernel unregistration.
+        let mut batch: Vec<(TeardownJob, Duration)> = first
             .into_iter()
-            .chain(due.into_iter().map(|r| (r.job, r.backoff)));
-        for (job, backoff) in work {
-            if let Err(e) = tear_down(pods, &job) {
-                tracing::warn!(
-                    handle = %job.handle,
-                    link = %job.host_ifname,
-                    retry_in = ?backoff,
-                    "teardown failed: {e}"
-                );
-                retries.push_back(Retry {
-                    at: Instant::now() + backoff,
-                    job,
-                    backoff: (backoff * 2).min(MAX_BACKOFF),
-                });
-            }
+            .chain(std::iter::from_fn(|| jobs.try_recv().ok()))
+            .map(|job| (job, FIRST_BACKOFF))
+            .collect();
+        let now = Instant::now();
+        let (due, later): (Vec<Retry>, Vec<Retry>) = retries.drain(..).partition(|r| r.at <= now);
+        retries = later;
+        batch.extend(due.into_iter().map(|r| (r.job, r.backoff)));
+        if batch.is_empty() {
+            continue;
+        }
+        for (job, backoff, e) in tear_down(pods, batch) {
+            tracing::warn!(
+                handle = %job.handle,
+                link = %job.host_ifname,
+                retry_in = ?backoff,
+                "teardown failed: {e}"
+            );
+            retries.push(Retry {
+                at: Instant::now() + backoff,
+                job,
+                backoff: (backoff * 2).min(MAX_BACKOFF),
+            });
         }
     }
 }
 
-fn tear_down<S: BlockStore>(pods: &PodNetwork<S>, job: &TeardownJob) -> Result<(), String> {
-    let removed = felix::workload::remove_host_link(&job.host_ifname, job.host_ifindex)
-        .map_err(|e| e.to_string())?;
-    tracing::debug!(handle = %job.handle, link = %job.host_ifname, removed, "host link removed");
-    pods.finish_teardown(&job.handle).map_err(|e| e.to_string())
+/// Removes the batch's links, then releases each job's addresses; returns the jobs that failed.
+fn tear_down<S: BlockStore>(
+    pods: &PodNetwork<S>,
+    batch: Vec<(TeardownJob, Duration)>,
+) -> Vec<(TeardownJob, Duration, String)> {
+    let links: Vec<(String, u32)> = batch
+        .iter()
+        .map(|(j, _)| (j.host_ifname.clone(), j.host_ifindex))
+        .collect();
+    match felix::workload::remove_host_links(&links) {
+        Ok(removed) => {
+            tracing::debug!(links = links.len(), removed, "host links removed");
+        }
+        Err(e) => {
+            let e = e.to_string();
+            return batch.into_iter().map(|(j, b)| (j, b, e.clone())).collect();
+        }
+    }
+    batch
+        .into_iter()
+        .filter_map(|(job, backoff)| match pods.finish_teardown(&job.handle) {
+            Ok(()) => None,
+            Err(e) => Some((job, backoff, e.to_string())),
+        })
+        .collect()
 }

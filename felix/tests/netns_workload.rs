@@ -177,3 +177,77 @@ fn netns_workload_failure_midway_leaves_nothing() {
     ));
     assert!(!links(&host).contains(&cali));
 }
+
+/// ginger-node's teardown after DEL: several pods' host links removed together (one group
+/// deletion), matched by index and name: a link whose index now carries another name, a link
+/// that is gone, and links of other groups are untouched; with a foreign link already in the
+/// teardown group, the links are deleted one by one and the foreign one stays.
+#[test]
+fn netns_host_links_are_removed_by_index_in_one_batch() {
+    let host = Netns::create("fx-wl-batch").expect("host namespace");
+    let pods: Vec<Netns> = (0..4)
+        .map(|i| Netns::create(&format!("fx-wl-bp{i}")).expect("pod namespace"))
+        .collect();
+    for (i, pod) in pods.iter().enumerate() {
+        ip(
+            &host,
+            &format!(
+                "link add calibatch{i} type veth peer name eth0 netns {}",
+                pod.name()
+            ),
+        );
+    }
+    ip(&host, "link add other0 type veth peer name other1");
+    ip(&host, "link set other0 group 5");
+    let index = |name: &str| -> u32 {
+        ip_json(&host, &["link", "show", "dev", name])[0]["ifindex"]
+            .as_u64()
+            .expect("ifindex") as u32
+    };
+    let jobs = vec![
+        ("calibatch0".to_string(), index("calibatch0")),
+        ("calibatch1".to_string(), index("calibatch1")),
+        ("calibatch2".to_string(), index("calibatch2")),
+        // Index of calibatch3, recorded under another name: a newer pod owns it now.
+        ("calistale".to_string(), index("calibatch3")),
+        // Gone already.
+        ("caligone".to_string(), 999_999),
+    ];
+    let removed = host
+        .run(|| felix::workload::remove_host_links(&jobs))
+        .unwrap()
+        .expect("remove_host_links");
+    assert_eq!(removed, 3);
+    let left = links(&host);
+    for gone in ["calibatch0", "calibatch1", "calibatch2"] {
+        assert!(!left.iter().any(|l| l == gone), "{gone} left: {left:?}");
+    }
+    for kept in ["calibatch3", "other0", "other1"] {
+        assert!(left.iter().any(|l| l == kept), "{kept} removed: {left:?}");
+    }
+    // The pods' ends went with them.
+    assert_eq!(links(&pods[0]), ["lo"]);
+    assert!(links(&pods[3]).iter().any(|l| l == "eth0"));
+
+    // A foreign link in the teardown group: ours still go (one by one), it stays.
+    ip(
+        &host,
+        &format!(
+            "link set other0 group {}",
+            felix::workload::TEARDOWN_LINK_GROUP
+        ),
+    );
+    ip(&host, "link add calibatch4 type veth peer name calibatch5");
+    let jobs = vec![
+        ("calibatch3".to_string(), index("calibatch3")),
+        ("calibatch4".to_string(), index("calibatch4")),
+    ];
+    let removed = host
+        .run(|| felix::workload::remove_host_links(&jobs))
+        .unwrap()
+        .expect("remove_host_links");
+    assert_eq!(removed, 2);
+    let left = links(&host);
+    assert!(left.iter().any(|l| l == "other0"), "{left:?}");
+    assert!(!left.iter().any(|l| l.starts_with("calibatch")), "{left:?}");
+}

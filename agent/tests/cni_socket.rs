@@ -124,7 +124,11 @@ impl Served {
         if load {
             pods.load().unwrap();
         }
-        let socket = lab.dir.path().join(format!("run-{node}/cni.sock"));
+        Served::serve(pods, lab.dir.path().join(format!("run-{node}/cni.sock")))
+    }
+
+    /// Serves `pods` (already loaded or not) on `socket`.
+    fn serve(pods: Arc<PodNetwork<FileStore>>, socket: PathBuf) -> Served {
         let listener = cni_server::bind(&socket).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(cni_server::serve(listener, pods.clone(), async move {
@@ -694,6 +698,19 @@ async fn dual_stack_pods_get_one_address_per_family() {
     served.shutdown().await;
 }
 
+/// `Teardown` of `container`'s handle, which must be refused with `NotQueued`: its reason.
+async fn not_queued(served: &Served, container: &str) -> String {
+    match served
+        .ask(Request::Teardown {
+            handle: handle(container),
+        })
+        .await
+    {
+        Reply::NotQueued { reason } => reason,
+        other => panic!("expected NotQueued, got {other:?}"),
+    }
+}
+
 /// DEL's `Teardown` (the agent removes the veth after DEL has returned): the endpoint is marked
 /// terminating and queued, its address stays allocated (also through CNI GC) until the worker
 /// reports the link gone, an ADD for the same attachment waits for that, and a restarted agent
@@ -704,18 +721,7 @@ async fn teardown_is_queued_and_releases_only_when_the_link_is_gone() {
     let (queue, jobs) = std::sync::mpsc::channel::<TeardownJob>();
     let pods = Arc::new(lab.pod_network("node-1").with_teardowns(queue));
     pods.load().unwrap();
-    let socket = lab.dir.path().join("run-td/cni.sock");
-    let listener = cni_server::bind(&socket).unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(cni_server::serve(listener, pods.clone(), async move {
-        let _ = stopped.await;
-    }));
-    let served = Served {
-        socket,
-        pods: pods.clone(),
-        stop,
-        task,
-    };
+    let served = Served::serve(pods.clone(), lab.dir.path().join("run-td/cni.sock"));
 
     let a = assigned(served.ask(assign("c1", "web")).await);
     assert_eq!(served.ask(ready("c1", "web", &a)).await, Reply::Ok);
@@ -782,15 +788,8 @@ async fn teardown_is_queued_and_releases_only_when_the_link_is_gone() {
         ep.host_ifindex = None;
     }
     assert_eq!(served.ask(old_plugin).await, Reply::Ok);
-    match served
-        .ask(Request::Teardown {
-            handle: handle("c2"),
-        })
-        .await
-    {
-        Reply::NotQueued { reason } => assert!(reason.contains("older plugin"), "{reason}"),
-        other => panic!("expected NotQueued, got {other:?}"),
-    }
+    let reason = not_queued(&served, "c2").await;
+    assert!(reason.contains("older plugin"), "{reason}");
 
     // A queued teardown survives a restart of the agent: the new one resumes it.
     assert_eq!(served.ask(teardown()).await, Reply::Queued);
@@ -812,29 +811,8 @@ async fn teardown_is_queued_and_releases_only_when_the_link_is_gone() {
     );
 
     // Without a worker the agent says so, and the plugin removes the veth itself.
-    let plain = lab.pod_network("node-1");
-    plain.load().unwrap();
-    let socket = lab.dir.path().join("run-plain/cni.sock");
-    let listener = cni_server::bind(&socket).unwrap();
-    let plain = Arc::new(plain);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(cni_server::serve(listener, plain.clone(), async move {
-        let _ = stopped.await;
-    }));
-    let served = Served {
-        socket,
-        pods: plain,
-        stop,
-        task,
-    };
-    match served
-        .ask(Request::Teardown {
-            handle: handle("c2"),
-        })
-        .await
-    {
-        Reply::NotQueued { reason } => assert!(reason.contains("does not remove"), "{reason}"),
-        other => panic!("expected NotQueued, got {other:?}"),
-    }
+    let served = Served::start(&lab, "node-1", true);
+    let reason = not_queued(&served, "c2").await;
+    assert!(reason.contains("does not remove"), "{reason}");
     served.shutdown().await;
 }

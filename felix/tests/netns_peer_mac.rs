@@ -39,28 +39,24 @@ fn neighbour_mac(node: &Netns) -> Option<MacAddr> {
         .and_then(|n| n["lladdr"].as_str()?.parse().ok())
 }
 
-#[test]
-fn netns_neighbour_follows_the_pod_side_mac() {
-    let node = Netns::create("fx-mac-node").expect("node namespace");
-    let pod = Netns::create("fx-mac-pod").expect("pod namespace");
+/// The workload veth `CALI` in `node` ↔ `eth0` in `pod`, both ends up.
+fn workload_veth(node: &Netns, pod: &Netns) {
     ip(
-        &node,
+        node,
         &format!(
             "link add {CALI} type veth peer name eth0 netns {}",
             pod.name()
         ),
     );
-    ip(&node, &format!("link set {CALI} up"));
-    ip(&pod, "link set eth0 up");
-    let actual = link_mac(&pod, "eth0");
-    // The endpoint reports a MAC the pod no longer has (as after `tuning`): the entry must carry
-    // the one read from the pod's end (`IFLA_TARGET_NETNSID`) from the first resync on.
-    let reported: MacAddr = "02:00:00:00:00:01".parse().unwrap();
-    assert_ne!(actual, reported);
+    ip(node, &format!("link set {CALI} up"));
+    ip(pod, "link set eth0 up");
+}
 
+/// felix in `node` with one workload on `CALI` reporting `mac`, and a resync timer of an hour:
+/// only events can make anything happen within a test's time.
+fn workload_reconciler(node: &Netns, mac: MacAddr) -> ReconcilerHandle {
     let handle = ReconcilerHandle::spawn(ReconcilerConfig {
         netns: Some(node.name().to_string()),
-        // Only events can make the entry follow within the test's time.
         resync_interval: Duration::from_secs(3600),
         ..Default::default()
     })
@@ -70,11 +66,26 @@ fn netns_neighbour_follows_the_pod_side_mac() {
         CALI.into(),
         WorkloadEndpoint {
             ifname: CALI.into(),
-            mac: Some(reported),
+            mac: Some(mac),
             ips: vec![POD_IP.parse::<IpAddr>().unwrap()],
         },
     );
     handle.set_desired(desired);
+    handle
+}
+
+#[test]
+fn netns_neighbour_follows_the_pod_side_mac() {
+    let node = Netns::create("fx-mac-node").expect("node namespace");
+    let pod = Netns::create("fx-mac-pod").expect("pod namespace");
+    workload_veth(&node, &pod);
+    let actual = link_mac(&pod, "eth0");
+    // The endpoint reports a MAC the pod no longer has (as after `tuning`): the entry must carry
+    // the one read from the pod's end (`IFLA_TARGET_NETNSID`) from the first resync on.
+    let reported: MacAddr = "02:00:00:00:00:01".parse().unwrap();
+    assert_ne!(actual, reported);
+
+    let handle = workload_reconciler(&node, reported);
     assert!(
         wait_for(Duration::from_secs(10), || neighbour_mac(&node)
             == Some(actual)),
@@ -145,31 +156,8 @@ fn netns_own_events_count_when_the_node_has_an_id_for_itself() {
     let node = Netns::create("fx-selfid-node").expect("node namespace");
     let pod = Netns::create("fx-selfid-pod").expect("pod namespace");
     ip(&node, &format!("netns set {} 7", node.name()));
-    ip(
-        &node,
-        &format!(
-            "link add {CALI} type veth peer name eth0 netns {}",
-            pod.name()
-        ),
-    );
-    ip(&node, &format!("link set {CALI} up"));
-    ip(&pod, "link set eth0 up");
-    let handle = ReconcilerHandle::spawn(ReconcilerConfig {
-        netns: Some(node.name().to_string()),
-        resync_interval: Duration::from_secs(3600),
-        ..Default::default()
-    })
-    .expect("reconciler");
-    let mut desired = DesiredState::default();
-    desired.workloads.insert(
-        CALI.into(),
-        WorkloadEndpoint {
-            ifname: CALI.into(),
-            mac: Some(link_mac(&pod, "eth0")),
-            ips: vec![POD_IP.parse::<IpAddr>().unwrap()],
-        },
-    );
-    handle.set_desired(desired);
+    workload_veth(&node, &pod);
+    let handle = workload_reconciler(&node, link_mac(&pod, "eth0"));
     let has_route = || common::route(&node, "-4", POD_IP).is_some();
     assert!(wait_for(Duration::from_secs(10), has_route), "no pod route");
     let before = handle.metrics();

@@ -328,6 +328,7 @@ fn apply_settings(peer: &mut PeerConfig, bgp_peer: &BgpPeer, my_addr: IpAddr, my
     peer.hold_time = bgp_peer.hold_time.unwrap_or(DEFAULT_HOLD_TIME);
     peer.keepalive_time = bgp_peer.keepalive_time;
     peer.restart_time = bgp_peer.max_restart_time;
+    peer.allow_local_as = bgp_peer.allowed_local_as;
     peer.source_address = match bgp_peer.source_address {
         SourceAddress::UseNodeIP => Some(my_addr),
         SourceAddress::None => None,

@@ -52,6 +52,9 @@ fn describe(p: &PeerConfig) -> String {
     if let Some(r) = p.restart_time {
         s += &format!(" restart={r}");
     }
+    if p.allow_local_as != 0 {
+        s += &format!(" allow_local_as={}", p.allow_local_as);
+    }
     assert_eq!(p.families.len(), 1, "{}: one family per session", p.name);
     s
 }
@@ -196,7 +199,7 @@ fn top_of_rack_peers_by_rack_label() {
         vec![
             "Mesh_10_1_0_12 Mesh 10.1.0.12:179 as=64512 passive src=10.1.0.11 hold=240",
             "Mesh_10_2_0_11 Mesh 10.2.0.11:179 as=64512 passive src=10.1.0.11 hold=240",
-            "Node_10_1_0_1 NodeSpecific 10.1.0.1:179 as=65001 src=10.1.0.11 hold=30 keepalive=10 next_hop=self restart=90",
+            "Node_10_1_0_1 NodeSpecific 10.1.0.1:179 as=65001 src=10.1.0.11 hold=30 keepalive=10 next_hop=self restart=90 allow_local_as=1",
         ]
     );
     let b1 = desired(&c, "n-b1");
@@ -610,5 +613,50 @@ spec: {bgp: {ipv4Address: 10.6.0.3/24, routeReflectorClusterID: 244.0.0.9}}
     assert_eq!(
         peers(&plain),
         vec!["Mesh_10_6_0_1 Mesh 10.6.0.1:179 as=64512 src=10.6.0.2 hold=240"]
+    );
+}
+
+/// `numAllowedLocalASNumbers` (BIRD `allow local as <n>`) reaches every session its BGPPeer
+/// gives, `peerSelector` ones and their reverse peerings included; the mesh keeps 0.
+#[test]
+fn allowed_local_as_follows_its_bgp_peer_and_not_the_mesh() {
+    let text = r#"
+apiVersion: ginger.dev/v1
+kind: Node
+metadata: {name: a, labels: {edge: 'yes'}}
+spec: {bgp: {ipv4Address: 10.6.0.1/24}}
+---
+apiVersion: ginger.dev/v1
+kind: Node
+metadata: {name: b}
+spec: {bgp: {ipv4Address: 10.6.0.2/24}}
+---
+apiVersion: ginger.dev/v1
+kind: Node
+metadata: {name: c}
+spec: {bgp: {ipv4Address: 10.6.0.3/24}}
+---
+apiVersion: ginger.dev/v1
+kind: BGPPeer
+metadata: {name: to-edge}
+spec:
+  nodeSelector: "!has(edge)"
+  peerSelector: has(edge)
+  numAllowedLocalASNumbers: 3
+"#;
+    let c = parse(text, "inline.yaml").unwrap();
+    assert_eq!(
+        peers(&desired(&c, "b")),
+        vec![
+            "Mesh_10_6_0_3 Mesh 10.6.0.3:179 as=64512 passive src=10.6.0.2 hold=240",
+            "Node_10_6_0_1 NodeSpecific 10.6.0.1:179 as=64512 src=10.6.0.2 hold=240 allow_local_as=3",
+        ]
+    );
+    assert_eq!(
+        peers(&desired(&c, "a")),
+        vec![
+            "Node_10_6_0_2 NodeSpecific 10.6.0.2:179 as=64512 src=10.6.0.1 hold=240 allow_local_as=3",
+            "Node_10_6_0_3 NodeSpecific 10.6.0.3:179 as=64512 src=10.6.0.1 hold=240 allow_local_as=3",
+        ]
     );
 }

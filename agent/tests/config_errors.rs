@@ -186,6 +186,36 @@ fn bad_durations() {
 }
 
 #[test]
+fn bad_allowed_local_as_numbers() {
+    let peer = |v: &str| {
+        format!(
+            "{HEADER_PEER}spec:\n  peerIP: 192.0.2.1\n  asNumber: 65001\n  numAllowedLocalASNumbers: {v}\n"
+        )
+    };
+    fails_with(
+        &peer("-1"),
+        "cluster.yaml: document 1 (BGPPeer \"tor-a\"): spec.numAllowedLocalASNumbers: -1 is negative; give how many times our AS may appear in a received AS path (0-10; 0, the default, accepts none) (line 7)",
+    );
+    fails_containing(
+        &peer("11"),
+        &[
+            "(BGPPeer \"tor-a\"): spec.numAllowedLocalASNumbers: 11 is more than 10",
+            "(line 7)",
+        ],
+    );
+    fails_containing(
+        &peer("two"),
+        &[
+            "(BGPPeer \"tor-a\"): spec.numAllowedLocalASNumbers: expected a whole number (0-10), got \"two\"",
+        ],
+    );
+    // In range it is accepted (it used to be refused as unsupported).
+    for ok in ["0", "1", "10"] {
+        assert!(parse(&peer(ok), "cluster.yaml").is_ok(), "{ok} refused");
+    }
+}
+
+#[test]
 fn encapsulation_is_refused_with_the_reason() {
     fails_with(
         "apiVersion: ginger.dev/v1\nkind: IPPool\nmetadata: {name: pods}\nspec:\n  cidr: 10.244.0.0/16\n  vxlanMode: CrossSubnet\n",

@@ -105,6 +105,11 @@ pub struct PeerConfig {
     /// Graceful restart time we ask this peer to keep our routes (`maxRestartTime`); `None`
     /// uses the speaker's.
     pub restart_time: Option<u16>,
+    /// How many times our AS may appear in a path received from this peer before it is an AS
+    /// loop (BIRD `allow local as <n>`, Calico `numAllowedLocalASNumbers`); 0 is RFC 4271's
+    /// check. A change resets this peer's session only, as BIRD restarts the protocol.
+    #[serde(default)]
+    pub allow_local_as: u8,
 }
 
 impl PeerConfig {
@@ -126,6 +131,7 @@ impl PeerConfig {
             rr_client: false,
             families: vec![Family::of_addr(&address)],
             restart_time: None,
+            allow_local_as: 0,
         }
     }
 
@@ -437,6 +443,19 @@ mod tests {
         let mut new = base.clone();
         new.local_asn = 64513;
         assert!(base.diff(&new).restart_all);
+
+        // An import-policy change of one peer (allow local as) resets that peer alone, as
+        // BIRD's bgp_reconfigure restarts the protocol whose options differ.
+        let mut new = base.clone();
+        new.peers.get_mut("a").unwrap().allow_local_as = 1;
+        let d = base.diff(&new);
+        assert_eq!(
+            d,
+            ConfigDiff {
+                changed: BTreeSet::from(["a".to_string()]),
+                ..ConfigDiff::default()
+            }
+        );
     }
 
     #[test]

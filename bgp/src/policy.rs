@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use crate::config::{ExportPolicy, NextHopMode};
 use crate::rib::decision::DEFAULT_LOCAL_PREF;
 use crate::rib::{Ineligible, SourceId, SourceInfo};
-use crate::types::{Asn, Family, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, PathAttrs};
+use crate::types::{AsPath, Asn, Family, NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, PathAttrs};
 
 /// Who we are, for loop checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,25 @@ pub struct ImportSession {
     pub local_asn: Asn,
     /// The session is eBGP.
     pub ebgp: bool,
+    /// How many times our AS may occur in a received AS_PATH (BIRD `allow local as <n>`,
+    /// Calico `numAllowedLocalASNumbers`); 0 is the RFC 4271 §9.1.2 loop check.
+    pub allow_local_as: u8,
+}
+
+/// Whether `path` is an AS loop for a session with `local_asn` that allows our AS `allowed`
+/// times. Follows BIRD (proto/bgp/attrs.c `bgp_as_path_loopy`, nest/a-path.c
+/// `as_path_contains`): `as_path_contains(path, local_as, allow_local_as + 1)` counts every
+/// occurrence in every segment (sequences, sets and confederation segments alike, prepends
+/// each count), and the path loops once the count reaches `allowed + 1`.
+pub fn is_as_loop(path: &AsPath, local_asn: Asn, allowed: u8) -> bool {
+    let mut seen = 0usize;
+    for segment in &path.segments {
+        seen += segment.asns().iter().filter(|a| **a == local_asn).count();
+        if seen > usize::from(allowed) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Apply import rules to the attributes of one announce group: strip what an eBGP peer may not
@@ -61,7 +80,7 @@ pub fn import(
         a.cluster_list.clear();
         stored = Arc::new(a);
     }
-    let ineligible = if stored.as_path.contains(session.local_asn) {
+    let ineligible = if is_as_loop(&stored.as_path, session.local_asn, session.allow_local_as) {
         Some(Ineligible::AsLoop)
     } else if !session.ebgp && stored.originator_id == Some(local.router_id) {
         Some(Ineligible::OriginatorIsUs)
@@ -244,7 +263,7 @@ fn self_address(family: Family, target: &ExportTarget) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::AsPath;
+    use crate::types::AsSegment;
 
     fn local() -> LocalIdentity {
         LocalIdentity {
@@ -296,6 +315,7 @@ mod tests {
         let s = ImportSession {
             local_asn: 64512,
             ebgp: true,
+            allow_local_as: 0,
         };
         let (stored, bad) = import(&a, s, &local());
         assert_eq!(bad, None);
@@ -308,6 +328,47 @@ mod tests {
         assert_eq!(import(&to_us, s, &local()).1, Some(Ineligible::NextHopIsUs));
     }
 
+    /// RFC 4271 §9.1.2 loop check, loosened as BIRD's `allow local as <n>`: the AS-per-rack
+    /// case, where the ToR passes a rack neighbour's block back with our AS in the path.
+    #[test]
+    fn allow_local_as_counts_every_occurrence_of_our_as() {
+        let session = |allow_local_as| ImportSession {
+            local_asn: 65001,
+            ebgp: true,
+            allow_local_as,
+        };
+        let verdict = |path: AsPath, allow: u8| {
+            let mut a = learned(vec![], "10.0.0.2");
+            a.as_path = path;
+            import(&Arc::new(a), session(allow), &local()).1
+        };
+        let once = || AsPath::sequence(vec![65100, 65001]);
+        let twice = || AsPath::sequence(vec![65100, 65001, 65200, 65001]);
+        // n = 0 (the default): one occurrence is a loop.
+        assert_eq!(verdict(once(), 0), Some(Ineligible::AsLoop));
+        assert_eq!(verdict(AsPath::sequence(vec![65100, 65200]), 0), None);
+        // n = 1: one occurrence is accepted, two are not.
+        assert_eq!(verdict(once(), 1), None);
+        assert_eq!(verdict(twice(), 1), Some(Ineligible::AsLoop));
+        assert_eq!(verdict(twice(), 2), None);
+        // Prepends count: `65001 65001` is two occurrences, as in BIRD's as_path_contains.
+        let prepended = AsPath::sequence(vec![65100, 65001, 65001]);
+        assert_eq!(verdict(prepended.clone(), 1), Some(Ineligible::AsLoop));
+        assert_eq!(verdict(prepended, 2), None);
+        // Every segment counts: one in a sequence and one in an AS_SET are two.
+        let mixed = AsPath {
+            segments: vec![
+                AsSegment::Sequence(vec![65100, 65001]),
+                AsSegment::Set(vec![65001, 65300]),
+            ],
+        };
+        assert_eq!(verdict(mixed.clone(), 1), Some(Ineligible::AsLoop));
+        assert_eq!(verdict(mixed, 2), None);
+        // The check uses the session's AS (localASNumber), not some other AS in the path.
+        assert!(!is_as_loop(&once(), 64512, 0));
+        assert!(is_as_loop(&once(), 65100, 0));
+    }
+
     #[test]
     fn rfc4456_8_reflection_loops_are_ineligible() {
         let mut me = local();
@@ -315,6 +376,7 @@ mod tests {
         let s = ImportSession {
             local_asn: 64512,
             ebgp: false,
+            allow_local_as: 0,
         };
         let mut a = learned(vec![], "10.0.0.3");
         a.originator_id = Some(me.router_id);

@@ -764,3 +764,74 @@ async fn a_peer_restarting_again_before_its_end_of_rib_loses_its_stale_routes() 
     gone(&a, "10.244.12.0/26").await;
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn allow_local_as_on_one_peer_accepts_our_as_back_and_resets_that_peer_alone() {
+    // Calico's AS-per-rack model: 1 and 3 share AS 65001, 2 is their ToR (AS 65100) and does
+    // no AS override, so 1's block reaches 3 as "65100 65001". 4 (AS 65200) is another peer
+    // of 3 that the change must not touch.
+    let t = 14;
+    let s1 =
+        Speaker::start(speaker_config(t, 1, 65001).with_peer(with_source(peer(t, 2, 65100), t, 1)))
+            .await
+            .unwrap();
+    let s2 = Speaker::start(
+        speaker_config(t, 2, 65100)
+            .with_peer(with_source(peer(t, 1, 65001), t, 2))
+            .with_peer(with_source(peer(t, 3, 65001), t, 2)),
+    )
+    .await
+    .unwrap();
+    let base3 = speaker_config(t, 3, 65001)
+        .with_peer(with_source(peer(t, 2, 65100), t, 3))
+        .with_peer(with_source(peer(t, 4, 65200), t, 3));
+    let s3 = Speaker::start(base3.clone()).await.unwrap();
+    let s4 =
+        Speaker::start(speaker_config(t, 4, 65200).with_peer(with_source(peer(t, 3, 65001), t, 4)))
+            .await
+            .unwrap();
+    s1.set_originated(originate(&["10.244.1.0/26"]))
+        .await
+        .unwrap();
+    let other_before = established(&s3, "p4").await;
+
+    // Default: an AS loop (RFC 4271 §9.1.2), kept with its reason, never best.
+    let looped = route(&s3, "10.244.1.0/26").await;
+    assert_eq!(looped.paths.len(), 1);
+    assert_eq!(looped.paths[0].as_path, "65100 65001");
+    assert!(!looped.paths[0].best);
+    assert!(
+        looped.paths[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("AS loop")),
+        "{looped:?}"
+    );
+
+    let mut allow = base3.clone();
+    allow.peers.get_mut("p2").unwrap().allow_local_as = 1;
+    let diff = s3.apply(allow).await.unwrap();
+    assert_eq!(diff.changed, BTreeSet::from(["p2".to_string()]));
+    assert!(!diff.restart_all && !diff.policy_changed);
+    let accepted = eventually(
+        "the block accepted as best",
+        Duration::from_secs(15),
+        async || {
+            let r = route(&s3, "10.244.1.0/26").await;
+            r.paths[0].best.then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(accepted.paths[0].next_hop, Some(IpAddr::V4(ip(t, 2))));
+    assert_eq!(accepted.paths[0].reason, None);
+    // The session was reset (as BIRD restarts the protocol): the ToR saw it come up twice.
+    established(&s3, "p2").await;
+    assert_eq!(established(&s2, "p3").await.counters.established_count, 2);
+    // The other peer kept its session.
+    let other_after = established(&s3, "p4").await;
+    assert_eq!(other_after.since_unix, other_before.since_unix);
+    assert_eq!(other_after.counters.established_count, 1);
+    for s in [s1, s2, s3, s4] {
+        s.shutdown().await.unwrap();
+    }
+}

@@ -840,11 +840,17 @@ const BGP_PEER_FIELDS: &[&str] = &[
     "nextHopMode",
     "node",
     "nodeSelector",
+    "numAllowedLocalASNumbers",
     "peerIP",
     "peerSelector",
     "reversePeering",
     "sourceAddress",
 ];
+
+/// Most occurrences of our AS `numAllowedLocalASNumbers` may allow. Calico (int32) and BIRD
+/// (`allow local as <n>`) set no bound; FRR's and Cisco's `allowas-in` take 1-10, and more
+/// than that is a misconfiguration rather than a topology.
+pub const MAX_ALLOWED_LOCAL_AS: u8 = 10;
 
 const BGP_PEER_UNSUPPORTED: &[Unsupported] = &[
     (
@@ -852,10 +858,6 @@ const BGP_PEER_UNSUPPORTED: &[Unsupported] = &[
         "BGP session passwords (TCP MD5) are not implemented",
     ),
     ("ttlSecurity", "GTSM (ttlSecurity) is not implemented"),
-    (
-        "numAllowedLocalASNumbers",
-        "allowing our own AS in received paths is not implemented",
-    ),
     (
         "reachableBy",
         "static routes towards peers are not implemented",
@@ -866,6 +868,40 @@ const BGP_PEER_UNSUPPORTED: &[Unsupported] = &[
         "BGP peering with local workloads is not implemented",
     ),
 ];
+
+/// `numAllowedLocalASNumbers`: 0..=`MAX_ALLOWED_LOCAL_AS`.
+fn allowed_local_as(node: &YamlNode, path: &str, problems: &mut Problems) -> Option<u8> {
+    let max = MAX_ALLOWED_LOCAL_AS;
+    match &node.value {
+        Value::Int(i) if *i < 0 => {
+            problems.push(
+                path,
+                node.line,
+                format!(
+                    "{i} is negative; give how many times our AS may appear in a received AS \
+                    path (0-{max}; 0, the default, accepts none)"
+                ),
+            );
+            None
+        }
+        Value::Int(i) if *i > i128::from(max) => {
+            problems.push(
+                path,
+                node.line,
+                format!(
+                    "{i} is more than {max}: a path with our AS that often is a loop, not a \
+                    rack topology (FRR's allowas-in stops at 10 too)"
+                ),
+            );
+            None
+        }
+        Value::Int(i) => u8::try_from(*i).ok(),
+        _ => {
+            problems.expected(path, node, &format!("a whole number (0-{max})"));
+            None
+        }
+    }
+}
 
 /// Parse `ip`, `ip:port` or `[v6]:port`.
 pub fn parse_peer_ip(text: &str) -> Result<(IpAddr, Option<u16>), String> {
@@ -956,6 +992,9 @@ fn bgp_peer(metadata: Metadata, spec: &YamlNode, problems: &mut Problems) -> Opt
     let max_restart_time = r.read("maxRestartTime", problems, |n, p, pr| {
         seconds_in(n, p, pr, 0, MAX_RESTART_TIME)
     });
+    let allowed_local_as = r
+        .read("numAllowedLocalASNumbers", problems, allowed_local_as)
+        .unwrap_or(0);
     let reverse_peering = r
         .read("reversePeering", problems, |n, p, pr| {
             one_of(
@@ -1059,6 +1098,7 @@ fn bgp_peer(metadata: Metadata, spec: &YamlNode, problems: &mut Problems) -> Opt
         keep_original_next_hop,
         source_address,
         max_restart_time,
+        allowed_local_as,
         reverse_peering,
     })
 }

@@ -232,6 +232,9 @@ pub struct BgpPeer {
     pub source_address: SourceAddress,
     /// `maxRestartTime`, seconds (graceful restart time we ask the peer to keep our routes).
     pub max_restart_time: Option<u16>,
+    /// `numAllowedLocalASNumbers`: how many times our AS may appear in a path received on these
+    /// sessions (BIRD `allow local as <n>`); 0 when absent.
+    pub allowed_local_as: u8,
     /// `reversePeering`.
     pub reverse_peering: ReversePeering,
 }

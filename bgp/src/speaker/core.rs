@@ -779,6 +779,7 @@ impl Core {
         let session = ImportSession {
             local_asn: up.target.local_asn,
             ebgp: up.target.ebgp,
+            allow_local_as: slot.cfg.allow_local_as,
         };
         let ctx = decision_ctx(config, &self.sources);
         let mut eor_sweeps: Vec<Family> = Vec::new();

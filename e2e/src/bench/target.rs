@@ -70,12 +70,18 @@ impl TargetKind {
 }
 
 impl TargetKind {
-    /// Whether the target can program a FIB in this benchmark (`ginger-bench --fib`).
+    /// Why the target has no FIB mode in this benchmark (`ginger-bench --fib`); `None`: it has.
+    pub fn why_no_fib_mode(self) -> Option<&'static str> {
+        match self {
+            TargetKind::Ginger | TargetKind::Bird | TargetKind::Frr => None,
+            TargetKind::Gobgp => Some("gobgpd programs a FIB only through FRR's zebra"),
+            TargetKind::Direct => Some("no target, no FIB"),
+        }
+    }
+
+    /// Whether the target can program a FIB in this benchmark.
     pub fn has_fib_mode(self) -> bool {
-        matches!(
-            self,
-            TargetKind::Ginger | TargetKind::Bird | TargetKind::Frr
-        )
+        self.why_no_fib_mode().is_none()
     }
 }
 
@@ -84,10 +90,7 @@ pub fn no_fib_mode(kind: TargetKind) -> BenchError {
     BenchError::Invalid {
         what: "target for --fib",
         value: kind.to_string(),
-        reason: match kind {
-            TargetKind::Gobgp => "gobgpd programs a FIB only through FRR's zebra".into(),
-            _ => "it has no FIB (only ginger, bird and frr program one)".into(),
-        },
+        reason: kind.why_no_fib_mode().unwrap_or("it has one").into(),
     }
 }
 

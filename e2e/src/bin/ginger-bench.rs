@@ -87,12 +87,12 @@ fn run() -> anyhow::Result<ExitCode> {
     targets.dedup();
     let mut skipped = Vec::new();
     if cli.fib {
-        targets.retain(|t| {
-            let keep = t.has_fib_mode();
-            if !keep {
-                skipped.push(bench::target::no_fib_mode(*t).to_string());
+        targets.retain(|t| match t.why_no_fib_mode() {
+            None => true,
+            Some(why) => {
+                skipped.push(format!("{t} is skipped in FIB mode: {why}"));
+                false
             }
-            keep
         });
         if targets.is_empty() {
             bail!("--fib: none of the targets has a FIB mode (ginger, bird, frr)");
@@ -139,7 +139,7 @@ fn run() -> anyhow::Result<ExitCode> {
         cli.timeout,
     );
     for s in &skipped {
-        report.push_str(&format!("Skipped: {s}.\n\n"));
+        report.push_str(&format!("{s}.\n\n"));
     }
     report.push_str(&format!(
         "### Machine\n\n{}\n### Versions\n\n{}\n",

@@ -3,7 +3,8 @@
 //!
 //! Owns: `RouteWatch` (our own netlink listener for IPv4 route events, on a thread that
 //! `setns`'d into a lab namespace, with a large receive buffer; `ip monitor` drops events under
-//! bursts, and a lost event here fails the run instead of skewing it), `ConvergeLab` (two nodes
+//! bursts, and a lost event here fails the run instead of skewing it; `ginger-bench --fib`
+//! counts its FIB with it too), `ConvergeLab` (two nodes
 //! on one veth, node-to-node mesh, one shared IPAM state directory, a watcher in each), the two
 //! cases (`Case::NewBlock`: the ADD that makes A claim a fresh block → `<block> via A` in B;
 //! `Case::Borrowed`: every block is B's, so A's ADD borrows an address → `<ip>/32 via A` in
@@ -41,8 +42,8 @@ use crate::testdir::TestDir;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
-/// Requested receive buffer; the kernel caps it at `net.core.rmem_max` and doubles it.
-const WATCH_BUFFER: usize = 16 << 20;
+/// Receive buffer of `RouteWatch::start` (the kernel doubles it for its bookkeeping).
+pub const WATCH_BUFFER: usize = 16 << 20;
 /// How often the listener thread looks at its stop flag.
 const WATCH_POLL: Duration = Duration::from_millis(50);
 /// How long the lab may take to start (agents serving, sessions Established).
@@ -219,6 +220,12 @@ pub struct RouteWatch {
 impl RouteWatch {
     /// Subscribe to route events in `ns`; returns once the socket is subscribed.
     pub fn start(ns: &Netns) -> Result<RouteWatch> {
+        RouteWatch::start_with_buffer(ns, WATCH_BUFFER)
+    }
+
+    /// `start` with a receive buffer of `buffer` bytes: a burst of route changes larger than
+    /// the buffer can hold while the listener thread is not scheduled is an overrun.
+    pub fn start_with_buffer(ns: &Netns, buffer: usize) -> Result<RouteWatch> {
         let name = ns.name().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
@@ -226,7 +233,7 @@ impl RouteWatch {
             mpsc::channel::<std::result::Result<(), (&'static str, io::Error)>>();
         let flag = Arc::clone(&stop);
         let thread = spawn_in_netns(ns, move || {
-            let sock = match open_route_socket() {
+            let sock = match open_route_socket(buffer) {
                 Ok(s) => {
                     let _ = ready_tx.send(Ok(()));
                     s
@@ -341,12 +348,17 @@ impl Drop for RouteWatch {
     }
 }
 
-fn open_route_socket() -> std::result::Result<Socket, (&'static str, io::Error)> {
+fn open_route_socket(buffer: usize) -> std::result::Result<Socket, (&'static str, io::Error)> {
     let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| ("socket(NETLINK_ROUTE)", e))?;
     sock.bind(&SocketAddr::new(0, 0)).map_err(|e| ("bind", e))?;
     let r = socket2::SockRef::from(&sock);
-    r.set_recv_buffer_size(WATCH_BUFFER)
-        .map_err(|e| ("SO_RCVBUF", e))?;
+    // As root, past `net.core.rmem_max` (a machine-wide sysctl we must not raise); otherwise
+    // capped by it.
+    if nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &buffer).is_err()
+    {
+        r.set_recv_buffer_size(buffer)
+            .map_err(|e| ("SO_RCVBUF", e))?;
+    }
     r.set_read_timeout(Some(WATCH_POLL))
         .map_err(|e| ("SO_RCVTIMEO", e))?;
     sock.add_membership(RTNLGRP_IPV4_ROUTE)

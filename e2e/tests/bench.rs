@@ -1,26 +1,32 @@
 //! The BGP benchmark's own path, small enough for the normal suite: injectors straight to the
 //! monitor, one tiny scenario through BIRD and through `ginger-node` (the build under test, not
-//! necessarily release), and a run that hits its timeout. Run as root.
+//! necessarily release), a run that hits its timeout, and FIB mode (`--fib`) through both
+//! (mechanics only: every route counted in the kernel table, next hops read back). Run as root.
 
 use std::time::Duration;
 
-use e2e::bench::{RunOptions, RunResult, Scenario, TargetKind, run_once};
+use e2e::bench::{BenchError, RunOptions, RunResult, Scenario, TargetKind, run_once};
 use e2e::{Netns, TestDir, bin_path, list_namespaces};
 
-fn options(timeout: Duration) -> RunOptions {
+fn options(timeout: Duration, fib: bool) -> RunOptions {
     RunOptions {
         timeout,
         setup_timeout: Duration::from_secs(30),
         // The debug build is enough to keep the Ginger target's plumbing honest.
         ginger_bin: bin_path("ginger-node").unwrap_or_default(),
         progress: None,
+        fib,
     }
 }
 
 fn run(target: TargetKind, scenario: &str, timeout: Duration) -> RunResult {
+    run_mode(target, scenario, timeout, false)
+}
+
+fn run_mode(target: TargetKind, scenario: &str, timeout: Duration, fib: bool) -> RunResult {
     let dir = TestDir::new(&format!("bench-{target}")).unwrap();
     let scenario: Scenario = scenario.parse().unwrap();
-    match run_once(target, scenario, &options(timeout), dir.path()) {
+    match run_once(target, scenario, &options(timeout, fib), dir.path()) {
         Ok(r) => r,
         Err(e) => panic!(
             "{target} {scenario}: {e} (files in {})",
@@ -89,5 +95,47 @@ fn a_run_past_its_timeout_is_reported_as_such_and_cleaned_up() {
     assert_eq!(r.convergence, None);
     assert!(r.held < r.expected, "{r:?}");
     assert_eq!(r.settle, None);
+    assert!(my_namespaces().is_empty(), "{:?}", my_namespaces());
+}
+
+/// FIB mode: the target's main table ends up with every route, each via its injector.
+fn fib_run_counts_every_route_in_the_kernel(target: TargetKind) {
+    let r = run_mode(target, "1x1000", Duration::from_secs(30), true);
+    assert!(r.convergence.is_some(), "{r:?}");
+    let fib = r.fib.expect("FIB figures in FIB mode");
+    assert!(fib.convergence.is_some(), "{r:?}");
+    assert_eq!(fib.held, 1000, "{r:?}");
+    // First, last and three between of the one injector's range, read back via 10.0.0.10.
+    assert_eq!(fib.next_hops_checked, 5);
+    assert!(r.anomalies.is_empty(), "{:?}", r.anomalies);
+    assert!(r.memory.is_some_and(|m| m.peak_kib > 0));
+    assert!(my_namespaces().is_empty(), "{:?}", my_namespaces());
+}
+
+#[test]
+fn fib_mode_through_bird_programs_every_route_via_its_injector() {
+    fib_run_counts_every_route_in_the_kernel(TargetKind::Bird);
+}
+
+#[test]
+fn fib_mode_through_ginger_node_programs_every_route_via_its_injector() {
+    fib_run_counts_every_route_in_the_kernel(TargetKind::Ginger);
+}
+
+#[test]
+fn fib_mode_refuses_targets_without_a_fib_before_creating_anything() {
+    for target in [TargetKind::Gobgp, TargetKind::Direct] {
+        let dir = TestDir::new("bench-nofib").unwrap();
+        let scenario: Scenario = "1x10".parse().unwrap();
+        let err = run_once(
+            target,
+            scenario,
+            &options(Duration::from_secs(5), true),
+            dir.path(),
+        )
+        .map(|r| format!("{r:?}"))
+        .expect_err("no FIB mode");
+        assert!(matches!(err, BenchError::Invalid { .. }), "{err}");
+    }
     assert!(my_namespaces().is_empty(), "{:?}", my_namespaces());
 }

@@ -5,7 +5,8 @@
 //! Owns: everything the `ginger-bench` binary runs. `scenario` (M×N and the lab plan), `target`
 //! (configuring and starting each implementation the same way), `wire` (pre-encoded UPDATEs and
 //! a zero-copy reader), `session` (the injectors' and the monitor's raw BGP sessions),
-//! `tracker` (distinct routes held, first completion instant), `memory` (`VmHWM`/`VmRSS`),
+//! `tracker` (distinct routes held, first completion instant), `fib` (with `--fib`: when the
+//! target's kernel table holds every route, via the right next hop), `memory` (`VmHWM`/`VmRSS`),
 //! `machine` (CPU, memory, kernel and tool versions for the record),
 //! `run` (one measured run in fresh namespaces) and `report` (medians, the table, the ratios to
 //! BIRD). Data enters as a `Scenario`, a `TargetKind` and `RunOptions`; it leaves as
@@ -13,6 +14,7 @@
 //! and daemon lives in the run's two namespaces, deleted when the run ends, also on failure), or
 //! use Ginger's speaker or codec for the injectors and the monitor.
 
+pub mod fib;
 pub mod machine;
 pub mod memory;
 pub mod report;
@@ -26,6 +28,7 @@ pub mod wire;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use fib::FibCount;
 pub use machine::{describe_machine, describe_versions, load_average};
 pub use memory::{MemoryUse, memory_of};
 pub use report::{Summary, Verdict, render_table, summarize};
@@ -95,6 +98,9 @@ pub enum BenchError {
         /// What happened.
         detail: String,
     },
+    /// Our route listener in the target namespace failed or lost events (`--fib`).
+    #[error("FIB listener: {0}")]
+    RouteListener(#[from] crate::converge::ConvergeError),
     /// The target process ended during the run.
     #[error("{target} exited during the run; its last output:\n{logs}")]
     TargetExited {

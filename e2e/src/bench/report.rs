@@ -1,6 +1,7 @@
 //! From runs to what a reader compares: per scenario and target the median convergence time and
 //! peak memory, a Markdown table, and Ginger's ratios to BIRD against the targets (time ≤ 1.0,
-//! peak RSS ≤ 2.0).
+//! peak RSS ≤ 2.0). Runs in FIB mode add an "in FIB" column, and the time ratio is then the
+//! FIB's.
 //!
 //! Owns: `Summary` (medians; a timed-out run counts as slower than any finished one), `Verdict`,
 //! and the text of the table. Must not: run anything or read the clock.
@@ -8,7 +9,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::run::RunResult;
+use super::run::{FibFigures, RunResult};
 use super::scenario::Scenario;
 use super::target::TargetKind;
 
@@ -45,6 +46,10 @@ pub struct Summary {
     pub errors: Vec<String>,
     /// Median convergence.
     pub time: Figure,
+    /// Median time until the target's FIB held every route (FIB mode only).
+    pub fib_time: Option<Figure>,
+    /// Runs whose FIB held every route in time.
+    pub fib_converged: usize,
     /// Median time until every injector held the others' routes (converged runs only).
     pub settle: Option<Duration>,
     /// Median peak RSS (`VmHWM`), KiB.
@@ -69,14 +74,11 @@ pub fn summarize(
     let mut anomalies: Vec<String> = ok.iter().flat_map(|r| r.anomalies.clone()).collect();
     anomalies.sort();
     anomalies.dedup();
-    // A timed-out run sorts after every finished one.
-    let mut times: Vec<Option<Duration>> = ok.iter().map(|r| r.convergence).collect();
-    times.sort_by_key(|t| (t.is_none(), *t));
-    let time = match median_of(&times) {
-        None => Figure::Failed,
-        Some((Some(a), Some(b))) => Figure::Time((a + b) / 2),
-        Some(_) => Figure::TimedOut(ok.iter().map(|r| r.timeout).max().unwrap_or_default()),
-    };
+    let timeout = ok.iter().map(|r| r.timeout).max().unwrap_or_default();
+    let time = median_figure(ok.iter().map(|r| r.convergence).collect(), timeout);
+    let fib_runs: Vec<&FibFigures> = ok.iter().filter_map(|r| r.fib.as_ref()).collect();
+    let fib_time = (!fib_runs.is_empty())
+        .then(|| median_figure(fib_runs.iter().map(|f| f.convergence).collect(), timeout));
     let settles: Vec<Duration> = ok.iter().filter_map(|r| r.settle).collect();
     let nlri: Vec<f64> = ok
         .iter()
@@ -91,6 +93,8 @@ pub fn summarize(
         timed_out: ok.iter().filter(|r| r.convergence.is_none()).count(),
         errors,
         time,
+        fib_time,
+        fib_converged: fib_runs.iter().filter(|f| f.convergence.is_some()).count(),
         settle: median_value(settles, |a, b| (a + b) / 2),
         peak_kib: median_value(
             ok.iter()
@@ -106,6 +110,16 @@ pub fn summarize(
         ),
         nlri_per_update: (!nlri.is_empty()).then(|| nlri.iter().sum::<f64>() / nlri.len() as f64),
         anomalies,
+    }
+}
+
+/// The median of run times (`None`: timed out, slower than any finished run).
+fn median_figure(mut times: Vec<Option<Duration>>, timeout: Duration) -> Figure {
+    times.sort_by_key(|t| (t.is_none(), *t));
+    match median_of(&times) {
+        None => Figure::Failed,
+        Some((Some(a), Some(b))) => Figure::Time((a + b) / 2),
+        Some(_) => Figure::TimedOut(timeout),
     }
 }
 
@@ -127,18 +141,18 @@ pub struct Verdict {
     pub time_ratio: Option<f64>,
     /// Ginger's peak RSS / BIRD's; `None` without both.
     pub rss_ratio: Option<f64>,
+    /// The time ratio compares the FIB times.
+    pub on_fib: bool,
 }
 
 impl Verdict {
-    /// Compare Ginger's summary with BIRD's.
+    /// Compare Ginger's summary with BIRD's (the FIB times when both have one).
     pub fn of(ginger: &Summary, bird: &Summary) -> Verdict {
-        let time_ratio = match (ginger.time, bird.time) {
-            (Figure::Time(g), Figure::Time(b)) if !b.is_zero() => {
-                Some(g.as_secs_f64() / b.as_secs_f64())
-            }
-            (Figure::TimedOut(_), Figure::Time(_)) => Some(f64::INFINITY),
-            _ => None,
+        let (times, on_fib) = match (ginger.fib_time, bird.fib_time) {
+            (Some(g), Some(b)) => ((g, b), true),
+            _ => ((ginger.time, bird.time), false),
         };
+        let time_ratio = time_ratio(times.0, times.1);
         let rss_ratio = match (ginger.peak_kib, bird.peak_kib) {
             (Some(g), Some(b)) if b > 0 => Some(g as f64 / b as f64),
             _ => None,
@@ -146,6 +160,7 @@ impl Verdict {
         Verdict {
             time_ratio,
             rss_ratio,
+            on_fib,
         }
     }
 
@@ -171,9 +186,25 @@ impl Verdict {
         };
         format!(
             "Ginger / BIRD: {}; {}",
-            part("time", self.time_ratio, TIME_RATIO_TARGET, self.time_met()),
+            part(
+                if self.on_fib { "time in FIB" } else { "time" },
+                self.time_ratio,
+                TIME_RATIO_TARGET,
+                self.time_met()
+            ),
             part("peak RSS", self.rss_ratio, RSS_RATIO_TARGET, self.rss_met())
         )
+    }
+}
+
+/// One target's time over another's (`INFINITY` when only the first timed out).
+fn time_ratio(a: Figure, b: Figure) -> Option<f64> {
+    match (a, b) {
+        (Figure::Time(a), Figure::Time(b)) if !b.is_zero() => {
+            Some(a.as_secs_f64() / b.as_secs_f64())
+        }
+        (Figure::TimedOut(_), Figure::Time(_)) => Some(f64::INFINITY),
+        _ => None,
     }
 }
 
@@ -188,6 +219,14 @@ fn ratio_text(r: f64) -> String {
 fn mib(kib: Option<u64>) -> String {
     kib.map(|k| format!("{:.1}", k as f64 / 1024.0))
         .unwrap_or_else(|| "–".into())
+}
+
+fn figure_text(f: Figure) -> String {
+    match f {
+        Figure::Time(d) => secs(d),
+        Figure::TimedOut(t) => format!("timeout (> {} s)", t.as_secs()),
+        Figure::Failed => "failed".into(),
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -206,22 +245,53 @@ pub fn render_table(scenario: Scenario, summaries: &[Summary]) -> String {
         scenario.prefixes,
         scenario.total()
     );
-    let _ = writeln!(
-        s,
-        "| target | convergence (s) | peak RSS (MiB) | RSS after (MiB) | settled (s) | routes/UPDATE | converged runs |"
-    );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    let fib = summaries.iter().any(|x| x.fib_time.is_some());
+    let bird_fib = summaries
+        .iter()
+        .find(|x| x.target == TargetKind::Bird)
+        .and_then(|b| b.fib_time);
+    if fib {
+        let _ = writeln!(
+            s,
+            "| target | in FIB (s) | × BIRD | monitor (s) | peak RSS (MiB) | RSS after (MiB) | settled (s) | routes/UPDATE | in FIB / runs |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    } else {
+        let _ = writeln!(
+            s,
+            "| target | convergence (s) | peak RSS (MiB) | RSS after (MiB) | settled (s) | routes/UPDATE | converged runs |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    }
     for x in summaries {
-        let time = match x.time {
-            Figure::Time(d) => secs(d),
-            Figure::TimedOut(t) => format!("timeout (> {} s)", t.as_secs()),
-            Figure::Failed => "failed".into(),
-        };
+        let time = figure_text(x.time);
         let name = match x.target {
             TargetKind::Direct => "direct (harness only)".to_string(),
+            TargetKind::Frr if fib => "frr (bgpd + zebra)".to_string(),
             TargetKind::Frr => "frr (bgpd)".to_string(),
             other => other.to_string(),
         };
+        if fib {
+            let fib_time = x.fib_time.unwrap_or(Figure::Failed);
+            let ratio = bird_fib
+                .and_then(|b| time_ratio(fib_time, b))
+                .map(ratio_text)
+                .unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {ratio} | {time} | {} | {} | {} | {} | {}/{} |",
+                figure_text(fib_time),
+                mib(x.peak_kib),
+                mib(x.rss_kib),
+                x.settle.map(secs).unwrap_or_else(|| "–".into()),
+                x.nlri_per_update
+                    .map(|n| format!("{n:.0}"))
+                    .unwrap_or_else(|| "–".into()),
+                x.fib_converged,
+                x.runs
+            );
+            continue;
+        }
         let _ = writeln!(
             s,
             "| {name} | {time} | {} | {} | {} | {} | {}/{} |",
@@ -270,6 +340,7 @@ mod tests {
                 peak_kib: peak_mib * 1024,
                 now_kib: peak_mib * 1024,
             }),
+            fib: None,
             monitor_updates: 250,
             monitor_announcements: 200_000,
             anomalies: Vec::new(),
@@ -371,5 +442,60 @@ mod tests {
         assert!(t.contains("| bird | 0.400 | 20.0 |"), "{t}");
         assert!(t.contains("| 2/3 |"), "{t}");
         assert!(t.contains("Ginger / BIRD: time ×1.25 (target ≤ 1.0: MISSED); peak RSS ×2.00 (target ≤ 2.0: met)"), "{t}");
+    }
+
+    fn fib_result(
+        target: TargetKind,
+        monitor: f64,
+        fib: Option<f64>,
+        peak_mib: u64,
+    ) -> Result<RunResult, String> {
+        let mut r = result(target, Some(monitor), peak_mib)?;
+        r.fib = Some(FibFigures {
+            convergence: fib.map(Duration::from_secs_f64),
+            held: 200_000,
+            next_hops_checked: 10,
+        });
+        Ok(r)
+    }
+
+    #[test]
+    fn in_fib_mode_the_table_and_the_verdict_use_the_fib_times() {
+        let (g, b, f) = (TargetKind::Ginger, TargetKind::Bird, TargetKind::Frr);
+        let rows = [
+            summarize(sc(), g, &[fib_result(g, 0.5, Some(1.0), 40)]),
+            summarize(sc(), b, &[fib_result(b, 0.4, Some(4.0), 20)]),
+            summarize(
+                sc(),
+                f,
+                &[
+                    fib_result(f, 1.0, Some(6.0), 30),
+                    fib_result(f, 1.0, None, 30),
+                ],
+            ),
+        ];
+        assert_eq!(rows[0].fib_time, Some(Figure::Time(Duration::from_secs(1))));
+        assert_eq!((rows[2].fib_converged, rows[2].runs), (1, 2));
+        let t = render_table(sc(), &rows);
+        assert!(
+            t.contains("| target | in FIB (s) | × BIRD | monitor (s) |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| ginger | 1.000 | 0.25 | 0.500 | 40.0 | 40.0 | 0.500 | 800 | 1/1 |"),
+            "{t}"
+        );
+        assert!(t.contains("| bird | 4.000 | 1.00 | 0.400 |"), "{t}");
+        // One of two runs timed out: the median of two is the timeout.
+        assert!(
+            t.contains("| frr (bgpd + zebra) | timeout (> 60 s) | ∞ | 1.000 |"),
+            "{t}"
+        );
+        assert!(t.contains("| 1/2 |"), "{t}");
+        // The monitor alone would give ×1.25; the FIB gives ×0.25.
+        assert!(
+            t.contains("Ginger / BIRD: time in FIB ×0.25 (target ≤ 1.0: met)"),
+            "{t}"
+        );
     }
 }

@@ -10,8 +10,11 @@
 //! first holds all M×N routes. The run then waits (same deadline) until every injector holds the
 //! other injectors' routes too ("settled": the target has done all its work) and reads the
 //! target's `VmHWM` (peak) and `VmRSS`. In `Direct` mode the monitor itself listens at 10.0.0.1 and
-//! the injectors talk to it: the harness's own cost. Must not: print (the caller reports), or
-//! leave anything running.
+//! the injectors talk to it: the harness's own cost. In FIB mode (`RunOptions::fib`) the target
+//! also programs its namespace's main table; our route listener there subscribes before the
+//! blast, the run also waits until the table holds all M×N routes (the FIB figure), and reads a
+//! sample back to check its next hops while the sessions are still up (a closed session would
+//! withdraw them). Must not: print (the caller reports), or leave anything running.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
@@ -19,10 +22,11 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::memory::{MemoryUse, memory_of};
+use super::fib::{FibWatch, check_next_hops};
+use super::memory::MemoryUse;
 use super::scenario::{Scenario, Topology};
 use super::session::{Session, Speaker};
-use super::target::{RunningTarget, TargetKind};
+use super::target::{RunningTarget, TargetKind, no_fib_mode};
 use super::tracker::PrefixTracker;
 use super::wire::{self, Blast};
 use super::{BenchError, stop_requested};
@@ -46,6 +50,8 @@ pub struct Progress {
     pub held: u64,
     /// Routes it must hold.
     pub expected: u64,
+    /// Routes the target's FIB holds (FIB mode only).
+    pub fib_held: Option<u64>,
 }
 
 /// Limits and paths of a run.
@@ -59,6 +65,20 @@ pub struct RunOptions {
     pub ginger_bin: PathBuf,
     /// Called every 30 s while the monitor is still missing routes.
     pub progress: Option<fn(&Progress)>,
+    /// The target programs its FIB and the run times the routes' arrival there too.
+    pub fib: bool,
+}
+
+/// The FIB figures of one run in FIB mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FibFigures {
+    /// First injected byte → the target's main table holds every route; `None`: not within
+    /// the timeout.
+    pub convergence: Option<Duration>,
+    /// Injected routes the table held at the end.
+    pub held: u64,
+    /// Routes read back after the run to check their next hop (0: the run did not get there).
+    pub next_hops_checked: usize,
 }
 
 /// The figures of one run.
@@ -80,8 +100,11 @@ pub struct RunResult {
     pub injection: Option<Duration>,
     /// First injected byte → every injector holds all the other injectors' routes.
     pub settle: Option<Duration>,
-    /// The target's memory when the run ended (after settling); `None` for `Direct`.
+    /// The target's memory when the run ended (after settling); `None` for `Direct`. For FRR
+    /// in FIB mode bgpd's and zebra's figures added up.
     pub memory: Option<MemoryUse>,
+    /// The FIB figures (`RunOptions::fib` only).
+    pub fib: Option<FibFigures>,
     /// UPDATE messages announcing routes the monitor received.
     pub monitor_updates: u64,
     /// Route announcements (NLRI entries) the monitor received, repeats included.
@@ -129,6 +152,9 @@ pub fn run_once(
     opts: &RunOptions,
     dir: &Path,
 ) -> Result<RunResult, BenchError> {
+    if opts.fib && !kind.has_fib_mode() {
+        return Err(no_fib_mode(kind));
+    }
     let topo = Topology::new(scenario);
     let m = scenario.injectors;
     let target_ns = Netns::new(&format!("bt-{kind}"))?;
@@ -143,7 +169,7 @@ pub fn run_once(
     veth.create()?;
 
     let setup_deadline = Instant::now() + opts.setup_timeout;
-    let target = RunningTarget::start(kind, &target_ns, dir, &topo, &opts.ginger_bin)?;
+    let target = RunningTarget::start(kind, &target_ns, dir, &topo, &opts.ginger_bin, opts.fib)?;
     let total = scenario.total();
     let monitor_tracker = Arc::new(PrefixTracker::new(Topology::PREFIX_BASE, total, 0..0));
     let direct = target.is_none();
@@ -191,6 +217,11 @@ pub fn run_once(
         })
         .collect();
 
+    let mut fib = if opts.fib {
+        Some(FibWatch::start(&target_ns, topo)?)
+    } else {
+        None
+    };
     let first_byte: OnceLock<Instant> = OnceLock::new();
     let barrier = Barrier::new(sessions.injectors.len() + 1);
     let timed = thread::scope(|scope| {
@@ -218,13 +249,19 @@ pub fn run_once(
             &sessions,
             &monitor_tracker,
             &injector_trackers,
+            fib.as_mut(),
             target.as_ref(),
             kind,
             t0,
             opts,
         );
         let memory = match (&watched, &target) {
-            (Ok(_), Some(t)) => Some(memory_of(t.process().pid())),
+            (Ok(_), Some(t)) => Some(t.memory(opts.fib)),
+            _ => None,
+        };
+        // While the sessions are up: closing them withdraws the routes.
+        let next_hops = match (&watched, &fib) {
+            (Ok(w), Some(_)) if w.fib.is_some() => Some(check_next_hops(&target_ns, &topo, dir)),
             _ => None,
         };
         // Unblocks any injector still writing to a target that stopped reading.
@@ -238,11 +275,21 @@ pub fn run_once(
             })
             .collect::<Option<Vec<_>>>()
             .and_then(|v| v.into_iter().max());
-        (watched, memory.transpose(), injection)
+        (
+            watched,
+            memory.transpose(),
+            injection,
+            next_hops.transpose(),
+        )
     });
-    let (watched, memory, injection) = timed;
-    let (convergence, settle) = watched?;
+    let (watched, memory, injection, next_hops) = timed;
+    let Watched {
+        convergence,
+        fib: fib_convergence,
+        settle,
+    } = watched?;
     let memory = memory?;
+    let next_hops = next_hops?;
     let monitor_stats = sessions.monitor.iter().map(Session::stats);
     let monitor_updates = monitor_stats
         .clone()
@@ -255,6 +302,22 @@ pub fn run_once(
         .map(|s| s.wrong_first_as.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     let mut anomalies = Vec::new();
+    let fib = fib.map(|w| {
+        anomalies.extend(w.count().anomalies());
+        let (checked, mismatches) = next_hops.unwrap_or_default();
+        if !mismatches.is_empty() {
+            anomalies.push(format!(
+                "{} of {checked} routes read back from the FIB had the wrong next hop: {}",
+                mismatches.len(),
+                mismatches.join("; ")
+            ));
+        }
+        FibFigures {
+            convergence: fib_convergence,
+            held: w.count().held(),
+            next_hops_checked: checked,
+        }
+    });
     if wrong_as > 0 {
         anomalies.push(format!(
             "{wrong_as} UPDATEs to the monitor had an AS_PATH not starting with AS {}",
@@ -283,6 +346,7 @@ pub fn run_once(
         injection,
         settle,
         memory,
+        fib,
         monitor_updates,
         monitor_announcements: monitor_tracker.announcements(),
         anomalies,
@@ -297,17 +361,29 @@ fn check_stop() -> Result<(), BenchError> {
     }
 }
 
-/// Wait for convergence, then for every injector to settle; returns (convergence, settle),
-/// each `None` when the deadline `t0 + timeout` came first.
+/// What `watch` saw, each `None` when the deadline came first.
+struct Watched {
+    /// The monitor held every route.
+    convergence: Option<Duration>,
+    /// The target's FIB held every route (FIB mode only).
+    fib: Option<Duration>,
+    /// Every injector held the others' routes.
+    settle: Option<Duration>,
+}
+
+/// Wait for convergence (the monitor's and, in FIB mode, the FIB's), then for every injector
+/// to settle, until the deadline `t0 + timeout`.
+#[allow(clippy::too_many_arguments)]
 fn watch(
     sessions: &Sessions,
     monitor: &PrefixTracker,
     injectors: &[Arc<PrefixTracker>],
+    mut fib: Option<&mut FibWatch>,
     target: Option<&RunningTarget>,
     kind: TargetKind,
     t0: Instant,
     opts: &RunOptions,
-) -> Result<(Option<Duration>, Option<Duration>), BenchError> {
+) -> Result<Watched, BenchError> {
     let deadline = t0 + opts.timeout;
     let mut next_progress = t0 + PROGRESS_EVERY;
     let healthy = || -> Result<(), BenchError> {
@@ -325,14 +401,24 @@ fn watch(
         }
         sessions.keepalives()
     };
-    let convergence = loop {
-        if let Some(done) = monitor.complete_at() {
-            break done.saturating_duration_since(t0);
+    let since = |at: Instant| at.saturating_duration_since(t0);
+    let (convergence, fib_done) = loop {
+        let fib_done = match fib.as_deref_mut() {
+            Some(w) => w.poll()?.complete_at().map(since),
+            None => Some(Duration::ZERO),
+        };
+        let converged = monitor.complete_at().map(since);
+        if let (Some(c), Some(f)) = (converged, fib_done) {
+            break (c, f);
         }
         healthy()?;
         let now = Instant::now();
         if now >= deadline {
-            return Ok((None, None));
+            return Ok(Watched {
+                convergence: converged,
+                fib: fib.is_some().then_some(fib_done).flatten(),
+                settle: None,
+            });
         }
         if let Some(report) = opts.progress
             && now >= next_progress
@@ -342,6 +428,7 @@ fn watch(
                 elapsed: now - t0,
                 held: monitor.held(),
                 expected: monitor.expected(),
+                fib_held: fib.as_deref().map(|w| w.count().held()),
             });
         }
         thread::sleep(POLL);
@@ -359,7 +446,11 @@ fn watch(
         }
         thread::sleep(POLL);
     };
-    Ok((Some(convergence), settle))
+    Ok(Watched {
+        convergence: Some(convergence),
+        fib: fib.is_some().then_some(fib_done),
+        settle,
+    })
 }
 
 /// Set up the monitor's and every injector's session.

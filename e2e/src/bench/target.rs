@@ -1,6 +1,12 @@
 //! The BGP implementations under test, configured the same way: pure BGP (nothing programmed
 //! into any FIB), everything imported and exported, no advertisement-interval delay, eBGP to
-//! the monitor (AS 65100) and every injector (AS 65001+i) from AS 64512.
+//! the monitor (AS 65100) and every injector (AS 65001+i) from AS 64512. In FIB mode
+//! (`ginger-bench --fib`) each also programs what it learns into its namespace's main table:
+//! `ginger-node` with its default learned-route programming, BIRD with the harness's
+//! `protocol kernel` (`merge paths on`, BGP routes exported, nothing imported; like Calico's
+//! but without `learn`/`scan time 2`, which only matter for routes other programs write), FRR
+//! with bgpd handing routes to its own zebra. GoBGP (its FIB path is zebra too) and `direct`
+//! have no FIB mode.
 //!
 //! Owns: `TargetKind` (names on the command line), the `ginger-node` cluster file for a
 //! topology, starting a target in its namespace (`RunningTarget`), its process (for memory
@@ -18,6 +24,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::BenchError;
+use super::memory::{MemoryUse, memory_of};
 use super::scenario::Topology;
 use crate::ginger::{GingerNode, write_cluster};
 use crate::netns::Netns;
@@ -59,6 +66,31 @@ impl TargetKind {
             TargetKind::Frr => "frr",
             TargetKind::Gobgp => "gobgp",
         }
+    }
+}
+
+impl TargetKind {
+    /// Why the target has no FIB mode in this benchmark (`ginger-bench --fib`); `None`: it has.
+    pub fn why_no_fib_mode(self) -> Option<&'static str> {
+        match self {
+            TargetKind::Ginger | TargetKind::Bird | TargetKind::Frr => None,
+            TargetKind::Gobgp => Some("gobgpd programs a FIB only through FRR's zebra"),
+            TargetKind::Direct => Some("no target, no FIB"),
+        }
+    }
+
+    /// Whether the target can program a FIB in this benchmark.
+    pub fn has_fib_mode(self) -> bool {
+        self.why_no_fib_mode().is_none()
+    }
+}
+
+/// The refusal of a FIB run for a target without a FIB mode.
+pub fn no_fib_mode(kind: TargetKind) -> BenchError {
+    BenchError::Invalid {
+        what: "target for --fib",
+        value: kind.to_string(),
+        reason: kind.why_no_fib_mode().unwrap_or("it has one").into(),
     }
 }
 
@@ -144,9 +176,9 @@ pub fn ginger_cluster(topo: &Topology) -> String {
 const GINGER_NODE: &str = "bench-target";
 
 /// The router configuration BIRD, FRR and GoBGP get: passive eBGP neighbours for the monitor
-/// and every injector, nothing originated, no FIB.
-pub fn daemon_config(topo: &Topology) -> RouterConfig {
-    let mut c = RouterConfig::new(Topology::TARGET, Topology::TARGET_AS).install_fib(false);
+/// and every injector, nothing originated, learned routes into the FIB only when `fib`.
+pub fn daemon_config(topo: &Topology, fib: bool) -> RouterConfig {
+    let mut c = RouterConfig::new(Topology::TARGET, Topology::TARGET_AS).install_fib(fib);
     c = c.neighbor(Neighbor::new(IpAddr::V4(Topology::MONITOR), Topology::MONITOR_AS).passive());
     for i in 0..topo.scenario.injectors {
         c = c.neighbor(
@@ -169,14 +201,19 @@ pub enum RunningTarget {
 }
 
 impl RunningTarget {
-    /// Start `kind` inside `ns` with its files under `dir`. `Direct` has no process: `None`.
+    /// Start `kind` inside `ns` with its files under `dir`, programming its FIB when `fib`.
+    /// `Direct` has no process: `None`.
     pub fn start(
         kind: TargetKind,
         ns: &Netns,
         dir: &Path,
         topo: &Topology,
         ginger_bin: &Path,
+        fib: bool,
     ) -> Result<Option<RunningTarget>, BenchError> {
+        if fib && !kind.has_fib_mode() {
+            return Err(no_fib_mode(kind));
+        }
         Ok(Some(match kind {
             TargetKind::Direct => return Ok(None),
             TargetKind::Ginger => {
@@ -186,19 +223,28 @@ impl RunningTarget {
                     });
                 }
                 let cluster = write_cluster(dir, "cluster.yaml", &ginger_cluster(topo))?;
+                // Without the FIB like the other targets: BGP only, nothing into the kernel.
+                let args: &[&str] = if fib {
+                    &[]
+                } else {
+                    &["--program-learned-routes", "false"]
+                };
                 RunningTarget::Ginger(GingerNode::start_binary(
                     ns,
                     dir,
                     ginger_bin,
                     &cluster,
                     GINGER_NODE,
-                    // Like the other targets: BGP only, nothing into the kernel.
-                    &["--program-learned-routes", "false"],
+                    args,
                 )?)
             }
-            TargetKind::Bird => RunningTarget::Bird(Bird::start(ns, dir, daemon_config(topo))?),
-            TargetKind::Frr => RunningTarget::Frr(Frr::start(ns, dir, daemon_config(topo))?),
-            TargetKind::Gobgp => RunningTarget::Gobgp(Gobgp::start(ns, dir, daemon_config(topo))?),
+            TargetKind::Bird => {
+                RunningTarget::Bird(Bird::start(ns, dir, daemon_config(topo, fib))?)
+            }
+            TargetKind::Frr => RunningTarget::Frr(Frr::start(ns, dir, daemon_config(topo, fib))?),
+            TargetKind::Gobgp => {
+                RunningTarget::Gobgp(Gobgp::start(ns, dir, daemon_config(topo, fib))?)
+            }
         }))
     }
 
@@ -210,6 +256,18 @@ impl RunningTarget {
             RunningTarget::Frr(d) => d.process(),
             RunningTarget::Gobgp(d) => d.process(),
         }
+    }
+
+    /// The memory of the processes doing the target's work: the BGP process, and in FIB mode
+    /// FRR's zebra too (the sum of both peaks: an upper bound of their joint peak).
+    pub fn memory(&self, fib: bool) -> Result<MemoryUse, BenchError> {
+        let mut m = memory_of(self.process().pid())?;
+        if let (true, RunningTarget::Frr(d)) = (fib, self) {
+            let z = memory_of(d.zebra().pid())?;
+            m.peak_kib += z.peak_kib;
+            m.now_kib += z.now_kib;
+        }
+        Ok(m)
     }
 
     /// Wait until the target reports its session with `peer` Established.
@@ -277,13 +335,29 @@ mod tests {
     }
 
     #[test]
-    fn daemons_get_passive_neighbours_and_no_fib() {
-        let c = daemon_config(&Topology::new("2x10".parse().unwrap()));
+    fn daemons_get_passive_neighbours_and_a_fib_only_in_fib_mode() {
+        let topo = Topology::new("2x10".parse().unwrap());
+        let c = daemon_config(&topo, false);
         assert_eq!(c.asn, 64512);
         assert!(!c.install_fib);
         assert_eq!(c.neighbors.len(), 3);
         assert!(c.neighbors.iter().all(|n| n.passive));
         assert_eq!(c.neighbors[2].remote_as, 65002);
+        assert!(daemon_config(&topo, true).install_fib);
+    }
+
+    #[test]
+    fn only_ginger_bird_and_frr_have_a_fib_mode() {
+        let with: Vec<TargetKind> = TargetKind::ALL
+            .into_iter()
+            .filter(|k| k.has_fib_mode())
+            .collect();
+        assert_eq!(
+            with,
+            [TargetKind::Ginger, TargetKind::Bird, TargetKind::Frr]
+        );
+        let refusal = no_fib_mode(TargetKind::Gobgp).to_string();
+        assert!(refusal.contains("zebra"), "{refusal}");
     }
 
     #[test]

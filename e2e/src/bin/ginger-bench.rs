@@ -2,6 +2,9 @@
 //! (`ginger-node`, BIRD, FRR, GoBGP, and `direct` for the harness's own cost), in fresh network
 //! namespaces, time from the first injected byte until a monitor peer holds every route, and read
 //! the target's peak RSS; print a Markdown table per scenario with Ginger's ratios to BIRD.
+//! With `--fib` the targets also program what they learn into their namespace's main table, and
+//! the headline figure is the time until that table holds every route (GoBGP and `direct`
+//! have no FIB mode and are skipped).
 //!
 //! Runs as root. Ctrl-C (or SIGTERM) stops the run in progress, which tears down its namespaces
 //! and processes before the program exits. See `e2e::bench` and `docs/benchmarks.md`.
@@ -55,6 +58,10 @@ struct Cli {
     /// Keep every run's directory (configs, daemon logs); failed runs keep theirs anyway.
     #[arg(long)]
     keep: bool,
+    /// Targets program learned routes into the kernel; time until the FIB holds every route
+    /// (ginger, bird and frr only; the others are skipped).
+    #[arg(long)]
+    fib: bool,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +85,19 @@ fn run() -> anyhow::Result<ExitCode> {
     let mut targets = cli.targets.clone();
     targets.sort();
     targets.dedup();
+    let mut skipped = Vec::new();
+    if cli.fib {
+        targets.retain(|t| match t.why_no_fib_mode() {
+            None => true,
+            Some(why) => {
+                skipped.push(format!("{t} is skipped in FIB mode: {why}"));
+                false
+            }
+        });
+        if targets.is_empty() {
+            bail!("--fib: none of the targets has a FIB mode (ginger, bird, frr)");
+        }
+    }
     let ginger_bin = cli
         .ginger_bin
         .clone()
@@ -95,26 +115,37 @@ fn run() -> anyhow::Result<ExitCode> {
         setup_timeout: Duration::from_secs(cli.setup_timeout),
         ginger_bin: ginger_bin.clone(),
         progress: Some(|p| {
+            let fib = p
+                .fib_held
+                .map(|n| format!(", the FIB {n}"))
+                .unwrap_or_default();
             eprintln!(
-                "  … {:.0} s: the monitor holds {}/{} routes",
+                "  … {:.0} s: the monitor holds {}/{} routes{fib}",
                 p.elapsed.as_secs_f64(),
                 p.held,
                 p.expected
             )
         }),
+        fib: cli.fib,
     };
     let scenarios: Vec<String> = cli.scenario.iter().map(|s| s.to_string()).collect();
     let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
     let mut report = format!(
-        "## Run\n\n`ginger-bench --scenario {} --targets {} --runs {} --timeout {}`\n\n\
-         ### Machine\n\n{}\n### Versions\n\n{}\n",
+        "## Run\n\n`ginger-bench{} --scenario {} --targets {} --runs {} --timeout {}`\n\n",
+        if cli.fib { " --fib" } else { "" },
         scenarios.join(","),
         names.join(","),
         cli.runs,
         cli.timeout,
+    );
+    for s in &skipped {
+        report.push_str(&format!("{s}.\n\n"));
+    }
+    report.push_str(&format!(
+        "### Machine\n\n{}\n### Versions\n\n{}\n",
         describe_machine(),
         describe_versions(&targets, &ginger_bin)
-    );
+    ));
     print!("{report}");
     let mut failures = 0;
     'scenarios: for &scenario in &cli.scenario {
@@ -183,6 +214,18 @@ fn describe_run(r: &RunResult) -> String {
             r.expected
         ),
     };
+    if let Some(f) = r.fib {
+        match f.convergence {
+            Some(t) => s.push_str(&format!(", in the FIB in {:.3} s", t.as_secs_f64())),
+            None => s.push_str(&format!(
+                ", the FIB held only {}/{} routes",
+                f.held, r.expected
+            )),
+        }
+        if f.next_hops_checked > 0 {
+            s.push_str(&format!(" ({} next hops checked)", f.next_hops_checked));
+        }
+    }
     if let Some(t) = r.settle {
         s.push_str(&format!(", settled {:.3} s", t.as_secs_f64()));
     }

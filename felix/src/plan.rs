@@ -250,11 +250,14 @@ pub fn plan(desired: &DesiredState, programmed: &Programmed, ctx: &PlanContext<'
 
     // Diff every destination that is wanted or holds a route of ours.
     let owns = |r: &Route| ctx.ownership.owns_route(r, &programmed.links);
+    // A route on a link the cache does not know yet is left alone: a full resync dumps links
+    // before routes, so a pod link created in between shows up only through its route, and
+    // that link's own event resyncs it.
     let protected = |r: &Route| {
-        r.next_hops
-            .iter()
-            .any(|h| ctx.grace_links.contains(&h.ifindex))
-            || (desired.retain_unlisted_remotes && r.is_gateway_route())
+        r.next_hops.iter().any(|h| {
+            ctx.grace_links.contains(&h.ifindex)
+                || (h.ifindex != 0 && !programmed.links.contains_key(&h.ifindex))
+        }) || (desired.retain_unlisted_remotes && r.is_gateway_route())
     };
     let mut dsts: BTreeSet<IpNet> = wanted.keys().copied().collect();
     for (dst, routes) in &programmed.routes {
@@ -884,6 +887,22 @@ mod tests {
         assert_eq!(
             f.plan(&DesiredState::default(), &k).ops,
             vec![Op::DeleteRoute(r), Op::DeleteNeighbour(n)]
+        );
+    }
+
+    #[test]
+    fn routes_on_links_the_cache_does_not_know_yet_stay() {
+        // Found by the 200-concurrent-ADD e2e test: a pod's fresh host route deleted because
+        // its link appeared between a full resync's link dump and its route dump.
+        let f = Fixture::new();
+        let mut k = kernel();
+        let r = Route::workload(ip("10.0.0.7"), 99, f.ownership.protocol);
+        k.put_route(r.clone());
+        assert_eq!(f.plan(&DesiredState::default(), &k).ops, vec![]);
+        k.links.insert(99, link(99, "caliNew", true));
+        assert_eq!(
+            f.plan(&DesiredState::default(), &k).ops,
+            vec![Op::DeleteRoute(r)]
         );
     }
 

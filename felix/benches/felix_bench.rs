@@ -5,7 +5,6 @@
 //! (`FELIX_BENCH_ROUTES` and `FELIX_BENCH_ROUNDS` override the size and the number of rounds).
 //! Every namespace is deleted on exit; nothing runs outside them.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -14,7 +13,9 @@ use felix::dataplane::Dataplane;
 use felix::dataplane::netlink::NetlinkDataplane;
 use felix::netns::Netns;
 use felix::nlsock::AckMode;
-use felix::{DesiredState, NextHop, Op, ReconcilerConfig, ReconcilerHandle, RemoteRoute, Route};
+use felix::{
+    DesiredState, NextHop, NextHopSet, Op, ReconcilerConfig, ReconcilerHandle, RemoteRoute, Route,
+};
 use ipnet::IpNet;
 
 /// One benchmarked method: its name and a round (routes → add and delete rates).
@@ -148,7 +149,7 @@ fn reconciler_round(n: u32) -> (f64, f64) {
             dst,
             RemoteRoute {
                 dst,
-                next_hops: BTreeSet::from([IpAddr::V4(GATEWAY)]),
+                next_hops: NextHopSet::from([IpAddr::V4(GATEWAY)]),
             },
         );
     }

@@ -21,8 +21,8 @@ pub mod workload;
 
 pub use dataplane::{Dataplane, DataplaneError, OpError};
 pub use model::{
-    DesiredChange, DesiredState, Link, MacAddr, Neighbour, NextHop, RemoteRoute, Resolution, Route,
-    RouteKind, WorkloadEndpoint,
+    DesiredChange, DesiredState, Link, MacAddr, Neighbour, NextHop, NextHopSet, RemoteRoute,
+    Resolution, Route, RouteKind, WorkloadEndpoint,
 };
 pub use ownership::Ownership;
 pub use plan::{Op, Plan, PlanContext, Reason, Rejected, RouteSource, plan};

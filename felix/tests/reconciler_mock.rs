@@ -2,7 +2,6 @@
 //! failure (Calico's `RoutetableFailureScenarios`), the grace period, deltas, and a restart that
 //! writes nothing.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +10,8 @@ use felix::dataplane::mock::{FailFlags, MockKernel};
 use felix::monitor::LinkEvent;
 use felix::reconciler::Metrics;
 use felix::{
-    DesiredChange, DesiredState, MacAddr, Neighbour, NextHop, ReconcilerConfig, ReconcilerCore,
-    RemoteRoute, Route, WorkloadEndpoint,
+    DesiredChange, DesiredState, MacAddr, Neighbour, NextHop, NextHopSet, ReconcilerConfig,
+    ReconcilerCore, RemoteRoute, Route, WorkloadEndpoint,
 };
 use ipnet::IpNet;
 
@@ -609,7 +608,7 @@ fn deltas_add_and_remove_routes() {
     core.apply_changes(vec![
         DesiredChange::UpsertRemote(RemoteRoute {
             dst: net("10.4.0.0/26"),
-            next_hops: BTreeSet::from([ip("192.0.2.3")]),
+            next_hops: NextHopSet::from([ip("192.0.2.3")]),
         }),
         DesiredChange::RemoveRemote(net("10.1.0.0/26")),
         DesiredChange::RemoveWorkload {

@@ -23,6 +23,9 @@ use super::plan::LabOptions;
 pub const JOURNAL: &str = "lab.json";
 /// Version of the journal format.
 pub const JOURNAL_VERSION: u32 = 1;
+/// How long `up`/`down` wait for the lab directory's lock before saying another ginger-lab
+/// holds it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How far `up` got.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,19 +153,33 @@ impl LabDir {
         })
     }
 
+    /// Takes the directory's lock, waiting up to `LOCK_WAIT` for it: a `ginger-lab` killed
+    /// while it was starting a process leaves that child holding the lock until it has exec'd.
     fn lock(path: &Path) -> LabResult<LabDir> {
-        let file =
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut file =
             File::open(path).map_err(|e| LabError::io(format!("opening {}", path.display()), e))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-            LabError::Directory {
-                dir: path.to_path_buf(),
-                reason: format!("another ginger-lab is working on this lab ({errno})"),
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => {
+                    return Ok(LabDir {
+                        path: path.to_path_buf(),
+                        _lock: Some(lock),
+                    });
+                }
+                Err((f, errno)) if std::time::Instant::now() >= deadline => {
+                    drop(f);
+                    return Err(LabError::Directory {
+                        dir: path.to_path_buf(),
+                        reason: format!("another ginger-lab is working on this lab ({errno})"),
+                    });
+                }
+                Err((f, _)) => {
+                    file = f;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
             }
-        })?;
-        Ok(LabDir {
-            path: path.to_path_buf(),
-            _lock: Some(lock),
-        })
+        }
     }
 
     /// The directory.

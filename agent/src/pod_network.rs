@@ -106,6 +106,9 @@ pub struct PodNetwork<S: BlockStore> {
     teardowns: Option<Mutex<Sender<TeardownJob>>>,
     /// Bumped by every finished teardown; an `Assign` for a handle still terminating waits on it.
     torn_down: (Mutex<u64>, Condvar),
+    /// Held while a view is computed and sent, so concurrent requests cannot publish an older
+    /// view after a newer one (an endpoint would vanish from felix until the next change).
+    publishing: Mutex<()>,
 }
 
 fn unix_now() -> u64 {
@@ -299,6 +302,7 @@ impl<S: BlockStore> PodNetwork<S> {
             published: watch::channel(Arc::new(NodeNetwork::default())).0,
             teardowns: None,
             torn_down: (Mutex::new(0), Condvar::new()),
+            publishing: Mutex::new(()),
         }
     }
 
@@ -426,6 +430,7 @@ impl<S: BlockStore> PodNetwork<S> {
     /// Recompute the published view (the endpoint list only when `endpoints_changed`);
     /// subscribers wake only when it changed.
     fn publish(&self, endpoints_changed: bool) {
+        let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let NodeBlocks {
             owned,
             borrowed,

@@ -589,6 +589,26 @@ impl PodBinaries {
             plugin: bin_path("ginger")?,
         })
     }
+
+    /// The release binaries a benchmark runs: from `bin_dir` when given, else `built()`; an
+    /// error that names the build command when either is missing.
+    pub fn for_bench(bin_dir: Option<&Path>) -> std::result::Result<PodBinaries, String> {
+        const BUILD: &str = "cargo build --release -p agent -p cni -p e2e --bins";
+        let binaries = match bin_dir {
+            Some(dir) => PodBinaries {
+                node: dir.join("ginger-node"),
+                plugin: dir.join("ginger"),
+            },
+            None => PodBinaries::built()
+                .map_err(|e| format!("build the release binaries first: {BUILD} ({e})"))?,
+        };
+        for path in [&binaries.node, &binaries.plugin] {
+            if !path.is_file() {
+                return Err(format!("{} is missing: {BUILD}", path.display()));
+            }
+        }
+        Ok(binaries)
+    }
 }
 
 /// A node namespace running `ginger-node`, and the `ginger` plugin configured for it.

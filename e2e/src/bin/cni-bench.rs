@@ -174,23 +174,7 @@ fn run() -> anyhow::Result<ExitCode> {
     if cli.runs == 0 || cli.pods == 0 {
         bail!("--runs and --pods must be at least 1");
     }
-    let binaries = match &cli.bin_dir {
-        Some(dir) => PodBinaries {
-            node: dir.join("ginger-node"),
-            plugin: dir.join("ginger"),
-        },
-        None => PodBinaries::built().context(
-            "build the release binaries first: cargo build --release -p agent -p cni -p e2e --bins",
-        )?,
-    };
-    for path in [&binaries.node, &binaries.plugin] {
-        if !path.is_file() {
-            bail!(
-                "{} is missing: cargo build --release -p agent -p cni -p e2e --bins",
-                path.display()
-            );
-        }
-    }
+    let binaries = PodBinaries::for_bench(cli.bin_dir.as_deref()).map_err(anyhow::Error::msg)?;
     for plugin in ["ptp", "host-local"] {
         let path = Path::new(DEBIAN_CNI_DIR).join(plugin);
         if !path.is_file() {

@@ -82,23 +82,7 @@ fn run() -> anyhow::Result<ExitCode> {
     if cli.samples == 0 || cli.samples > MAX_SAMPLES {
         bail!("--samples must be between 1 and {MAX_SAMPLES}");
     }
-    let binaries = match &cli.bin_dir {
-        Some(dir) => PodBinaries {
-            node: dir.join("ginger-node"),
-            plugin: dir.join("ginger"),
-        },
-        None => PodBinaries::built().context(
-            "build the release binaries first: cargo build --release -p agent -p cni -p e2e --bins",
-        )?,
-    };
-    for path in [&binaries.node, &binaries.plugin] {
-        if !path.is_file() {
-            bail!(
-                "{} is missing: cargo build --release -p agent -p cni -p e2e --bins",
-                path.display()
-            );
-        }
-    }
+    let binaries = PodBinaries::for_bench(cli.bin_dir.as_deref()).map_err(anyhow::Error::msg)?;
     bench::stop_on_signals("converge-bench").context("handling SIGINT/SIGTERM")?;
     let mut work = TestDir::new("converge-bench")?;
     if cli.keep {
